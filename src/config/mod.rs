@@ -1,0 +1,5 @@
+//! Reading and validating the config file.
+
+pub mod model;
+
+pub use model::*;
