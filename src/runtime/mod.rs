@@ -1,0 +1,3 @@
+//! The config compiled into its hot-path form.
+
+pub mod router;
