@@ -10,6 +10,7 @@
 //! - [`listener`]: binding listening sockets once, with socket2.
 //! - [`http`]: the HTTP listener: server connections, proxying, static
 //!   files, error responses.
+//! - [`tcp`]: TCP passthrough listeners.
 //! - [`supervisor`]: `sluice run`: validate, compile, bind, serve until a
 //!   stop signal.
 //! - [`demo`]: `sluice demo`, built-in backends and a balancer in front.
@@ -24,3 +25,4 @@ pub mod listener;
 pub mod runtime;
 pub mod starter;
 pub mod supervisor;
+pub mod tcp;

@@ -1,1 +1,176 @@
-//! Placeholder.
+//! The HTTP listener: accepting client connections and serving them with
+//! hyper's HTTP/1.1 server (keep-alive, upgrades), one task per connection
+//! on the worker's single thread.
+//!
+//! - [`client_io`]: the client socket with idle/head/send deadlines.
+//! - [`proxy`]: one request: check, route, proxy or serve a file.
+//! - [`forwarding`]: request checks and header rewriting.
+//! - [`upstream`]: upstream connections and their keep-alive pool.
+//! - [`body`]: streaming request and response bodies.
+//! - [`static_files`], [`tunnel`], [`hash_key`], [`error`].
+
+pub mod body;
+pub mod client_io;
+pub mod error;
+pub mod forwarding;
+pub mod hash_key;
+pub mod proxy;
+pub mod static_files;
+pub mod tunnel;
+pub mod upstream;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioTimer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::counters::{ConnectionGuard, ListenerCounter, Row};
+use crate::runtime::Runtime;
+use client_io::{ClientIo, Deadlines};
+use proxy::ConnContext;
+use upstream::UpstreamConnections;
+
+/// What one worker shares between its connections.
+pub struct Worker {
+    /// This worker's counter row.
+    pub row: Row,
+    /// The config generation new requests use.
+    pub runtime: ArcSwap<Runtime>,
+    /// Idle upstream connections.
+    pub connections: Rc<UpstreamConnections>,
+    /// Client connections open in this worker (all listeners), for draining.
+    open: Cell<usize>,
+    drained: tokio::sync::Notify,
+    request_seq: Cell<u64>,
+    request_seed: u64,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("open", &self.open.get()).finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker serving `runtime`, writing counters into `row`.
+    pub fn new(row: Row, runtime: Arc<Runtime>) -> Rc<Worker> {
+        Rc::new(Worker {
+            row,
+            runtime: ArcSwap::new(runtime),
+            connections: Rc::new(UpstreamConnections::default()),
+            open: Cell::new(0),
+            drained: tokio::sync::Notify::new(),
+            request_seq: Cell::new(0),
+            request_seed: rand::random(),
+        })
+    }
+
+    /// A fresh request id: 16 hex digits, unique per worker run.
+    pub fn next_request_id(&self) -> String {
+        let seq = self.request_seq.get().wrapping_add(1);
+        self.request_seq.set(seq);
+        format!("{:016x}", self.request_seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Waits until every client connection of this worker has closed.
+    pub async fn drained(&self) {
+        while self.open.get() > 0 {
+            self.drained.notified().await;
+        }
+    }
+
+    fn opened(&self) {
+        self.open.set(self.open.get() + 1);
+    }
+
+    fn closed(&self) {
+        self.open.set(self.open.get() - 1);
+        if self.open.get() == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// Accepts HTTP connections on `listener` (the runtime's listener
+/// `index`) until `shutdown` turns true; open connections then finish their
+/// current request and close.
+pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let runtime = worker.runtime.load();
+                let config = &runtime.listeners[index];
+                let slot = config.slot;
+                if worker.row.listener(slot, ListenerCounter::ConnectionsActive) >= u64::from(config.settings.max_connections) {
+                    worker.row.add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+                    drop(stream);
+                    continue;
+                }
+                let settings = config.settings;
+                drop(runtime);
+                let _ = stream.set_nodelay(true);
+                let guard = ConnectionGuard::new(&worker.row, slot);
+                let deadlines = Deadlines { idle: settings.idle_timeout, header: settings.header_timeout, send: settings.send_timeout };
+                let (io, phase) = ClientIo::new(stream, deadlines, worker.row.clone(), slot);
+                let conn = Rc::new(ConnContext { worker: Rc::clone(&worker), listener: index, client, phase });
+                worker.opened();
+                let shutdown = shutdown.clone();
+                let max_header_size = settings.max_header_size;
+                tokio::task::spawn_local(async move {
+                    serve_connection(io, Rc::clone(&conn), max_header_size, shutdown).await;
+                    drop(guard);
+                    conn.worker.closed();
+                });
+            }
+            Err(error) => accept_failed(error).await,
+        }
+    }
+}
+
+async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: usize, mut shutdown: watch::Receiver<bool>) {
+    let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(max_header_size.max(8192) + 8192)
+        .max_header_size(max_header_size)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.wait_for(|stop| *stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+/// Out of descriptors or memory: wait a little instead of spinning on the
+/// error while the queue stays full; other errors concern one connection.
+async fn accept_failed(error: std::io::Error) {
+    use rustix::io::Errno;
+    let resource = error.raw_os_error().is_some_and(|code| {
+        [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM].iter().any(|e| e.raw_os_error() == code)
+    });
+    if resource {
+        tracing::warn!(%error, "accept failed; backing off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    } else {
+        tracing::debug!(%error, "accept failed");
+    }
+}

@@ -1,3 +1,232 @@
 //! The config compiled into its hot-path form.
+//!
+//! [`compile`] runs once per config generation, off the hot path: it builds
+//! each HTTP listener's router, each pool's strategy and each header
+//! template, and gives every listener and upstream its counter slot. The
+//! result is immutable; a request only reads it.
 
+pub mod headers;
+pub mod pool;
 pub mod router;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::Authority;
+
+use crate::config::{self, Config, ListenerMode, PoolConfig, ProxyProtocolVersion, RuleAction, Settings};
+use headers::{HeaderTemplate, UnknownVariable};
+use pool::Pool;
+use router::{RouteSpec, Router};
+
+/// A compiled config generation.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Every upstream; index = counter slot.
+    pub upstreams: Vec<Upstream>,
+    /// Every listener; index = counter slot.
+    pub listeners: Vec<Listener>,
+}
+
+/// A compiled upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Configured id (logs, metrics).
+    pub id: String,
+    /// `host:port`, as the Host header when `pass_host: false`.
+    pub authority: Authority,
+    /// Counter slot.
+    pub slot: usize,
+    /// Connect timeout set on the upstream itself (beats the rule's).
+    pub connect_timeout: Option<Duration>,
+    /// Response timeout set on the upstream itself (beats the rule's).
+    pub response_timeout: Option<Duration>,
+    /// Where to connect: host and port as configured.
+    pub address: config::UpstreamAddress,
+}
+
+/// A compiled listener.
+#[derive(Debug)]
+pub struct Listener {
+    /// Configured name.
+    pub name: String,
+    /// Configured address (the bound socket may differ for port 0).
+    pub listen: SocketAddr,
+    /// Counter slot.
+    pub slot: usize,
+    /// Resolved settings.
+    pub settings: Settings,
+    /// What it serves.
+    pub kind: ListenerKind,
+}
+
+/// HTTP routes or a TCP pool.
+#[derive(Debug)]
+pub enum ListenerKind {
+    /// An HTTP reverse proxy.
+    Http(HttpRoutes),
+    /// A TCP passthrough.
+    Tcp(TcpRoute),
+}
+
+/// An HTTP listener's compiled routing.
+#[derive(Debug)]
+pub struct HttpRoutes {
+    /// Finds the rule for a request.
+    pub router: Router,
+    /// Rules, indexed like the router's specs.
+    pub rules: Vec<Rule>,
+    /// Headers set on every proxied request.
+    pub headers: Vec<HeaderTemplate>,
+}
+
+/// A compiled routing rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Name for logs and metrics: the rule's `name`, else its path pattern.
+    pub label: String,
+    /// Resolved settings.
+    pub settings: Settings,
+    /// What to do with a match.
+    pub action: Action,
+}
+
+/// Proxy to a pool or serve files.
+#[derive(Debug)]
+pub enum Action {
+    /// Proxy to a pool.
+    Proxy {
+        /// The pool.
+        pool: Pool,
+        /// Forward the client's Host header (else the upstream's address).
+        pass_host: bool,
+    },
+    /// Serve static files.
+    Static {
+        /// Canonical folder.
+        root: PathBuf,
+    },
+}
+
+/// A TCP listener's pool and PROXY protocol options.
+#[derive(Debug)]
+pub struct TcpRoute {
+    /// The pool.
+    pub pool: Pool,
+    /// PROXY header to send upstream.
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Expect a PROXY header from clients.
+    pub accept_proxy_protocol: bool,
+}
+
+/// A validated config that still cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A header template names an unknown variable.
+    #[error("listener `{listener}`: {source}")]
+    Header {
+        /// The listener.
+        listener: String,
+        /// What is wrong.
+        source: UnknownVariable,
+    },
+    /// A rule's path or host pattern is malformed.
+    #[error("listener `{listener}`: {source}")]
+    Pattern {
+        /// The listener.
+        listener: String,
+        /// What is wrong.
+        source: router::PatternError,
+    },
+    /// More listeners or upstreams than the counter region holds.
+    #[error("too many {what}: at most {max}")]
+    TooMany {
+        /// Listeners or upstreams.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Compiles a validated config.
+pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
+    if config.upstreams.len() > crate::counters::MAX_UPSTREAMS {
+        return Err(CompileError::TooMany { what: "upstreams", max: crate::counters::MAX_UPSTREAMS });
+    }
+    if config.listeners.len() > crate::counters::MAX_LISTENERS {
+        return Err(CompileError::TooMany { what: "listeners", max: crate::counters::MAX_LISTENERS });
+    }
+    let upstreams: Vec<Upstream> = config
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(slot, u)| Upstream {
+            id: u.id.clone(),
+            // A validated host:port is always a valid authority.
+            authority: u.address.to_string().parse().expect("validated address is an authority"),
+            slot,
+            connect_timeout: u.overrides.connect_timeout,
+            response_timeout: u.overrides.response_timeout,
+            address: u.address.clone(),
+        })
+        .collect();
+    let listeners = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(slot, l)| {
+            let kind = match &l.mode {
+                ListenerMode::Http(http) => ListenerKind::Http(compile_http(config, &l.name, http)?),
+                ListenerMode::Tcp(tcp) => ListenerKind::Tcp(TcpRoute {
+                    pool: compile_pool(config, &tcp.pool),
+                    proxy_protocol: tcp.proxy_protocol,
+                    accept_proxy_protocol: tcp.accept_proxy_protocol,
+                }),
+            };
+            Ok(Listener { name: l.name.clone(), listen: l.listen, slot, settings: l.settings, kind })
+        })
+        .collect::<Result<_, CompileError>>()?;
+    Ok(Runtime { upstreams, listeners })
+}
+
+fn compile_http(config: &Config, listener: &str, http: &config::HttpListenerConfig) -> Result<HttpRoutes, CompileError> {
+    let specs: Vec<RouteSpec<'_>> = http
+        .rules
+        .iter()
+        .map(|r| RouteSpec { path: &r.path, host: r.host.as_deref(), methods: &r.methods, priority: r.priority })
+        .collect();
+    let router = Router::new(&specs).map_err(|source| CompileError::Pattern { listener: listener.to_owned(), source })?;
+    let rules = http
+        .rules
+        .iter()
+        .map(|r| Rule {
+            label: r.name.clone().unwrap_or_else(|| r.path.clone()),
+            settings: r.settings,
+            action: match &r.action {
+                RuleAction::Proxy { pool, pass_host } => Action::Proxy { pool: compile_pool(config, pool), pass_host: *pass_host },
+                RuleAction::Static { root } => Action::Static { root: root.clone() },
+            },
+        })
+        .collect();
+    let headers = http
+        .headers
+        .iter()
+        .map(|h| HeaderTemplate::compile(h.name.clone(), &h.value))
+        .collect::<Result<_, _>>()
+        .map_err(|source| CompileError::Header { listener: listener.to_owned(), source })?;
+    Ok(HttpRoutes { router, rules, headers })
+}
+
+fn compile_pool(config: &Config, pool: &PoolConfig) -> Pool {
+    let members: Vec<(usize, usize, &str, u32)> = pool
+        .upstreams
+        .iter()
+        .filter_map(|id| config.upstreams.iter().position(|u| &u.id == id))
+        .map(|index| {
+            let u = &config.upstreams[index];
+            (index, index, u.id.as_str(), u.weight.get())
+        })
+        .collect();
+    Pool::new(&members, pool.strategy, pool.hash_key.clone())
+}

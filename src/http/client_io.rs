@@ -1,0 +1,254 @@
+//! The client connection's socket, with sluice's deadlines and byte counts.
+//!
+//! hyper's own header timeout only closes the connection and does not tell
+//! an idle keep-alive connection from a slow request head. This wrapper
+//! knows which phase the connection is in ([`Phase`], set by the request
+//! handler) and enforces:
+//! - `idle_timeout` while waiting for the first byte of the next request
+//!   (the connection is closed quietly);
+//! - `header_timeout` from the first byte of a request head until the head
+//!   is complete (a `408` is written, then the connection closes);
+//! - `send_timeout` while the client does not read what we write.
+//!
+//! It also counts bytes in both directions into the worker's counter row.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::counters::{ListenerCounter, Row};
+
+/// Where a client connection is in its request cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the next request since this instant.
+    Idle(Instant),
+    /// Reading a request head whose first byte came at this instant.
+    Head(Instant),
+    /// A request is being handled; no read deadline applies here (the body
+    /// has its own).
+    Busy,
+    /// The connection became a tunnel (WebSocket or other upgrade).
+    Tunnel,
+}
+
+/// The phase shared by the socket wrapper and the request handler.
+///
+/// Two relaxed atomics rather than a `Cell`: hyper requires an upgradable
+/// connection's socket to be `Send`. Only the worker's thread touches it.
+#[derive(Debug)]
+pub struct PhaseCell {
+    tag: AtomicU8,
+    since_nanos: AtomicU64,
+}
+
+/// A connection's phase, shared by its socket and its request handler.
+pub type SharedPhase = Arc<PhaseCell>;
+
+/// The instant phase timestamps count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl PhaseCell {
+    fn new(phase: Phase) -> SharedPhase {
+        let cell = Arc::new(PhaseCell { tag: AtomicU8::new(0), since_nanos: AtomicU64::new(0) });
+        cell.set(phase);
+        cell
+    }
+
+    /// The current phase.
+    pub fn get(&self) -> Phase {
+        let since = epoch() + Duration::from_nanos(self.since_nanos.load(Ordering::Relaxed));
+        match self.tag.load(Ordering::Relaxed) {
+            0 => Phase::Idle(since),
+            1 => Phase::Head(since),
+            2 => Phase::Busy,
+            _ => Phase::Tunnel,
+        }
+    }
+
+    /// Moves to `phase`.
+    pub fn set(&self, phase: Phase) {
+        let (tag, since) = match phase {
+            Phase::Idle(since) => (0, Some(since)),
+            Phase::Head(since) => (1, Some(since)),
+            Phase::Busy => (2, None),
+            Phase::Tunnel => (3, None),
+        };
+        if let Some(since) = since {
+            let nanos = since.saturating_duration_since(epoch()).as_nanos();
+            self.since_nanos.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        self.tag.store(tag, Ordering::Relaxed);
+    }
+}
+
+/// Deadlines that apply to one client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// Keep-alive idle time.
+    pub idle: Duration,
+    /// Whole-head read time.
+    pub header: Duration,
+    /// Time a write may stay blocked.
+    pub send: Duration,
+}
+
+/// What is written when the head deadline passes.
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 37\r\nconnection: close\r\n\r\n408 request timeout: head not received\n";
+
+/// The client socket with deadlines and byte counting.
+#[derive(Debug)]
+pub struct ClientIo {
+    stream: TcpStream,
+    phase: SharedPhase,
+    deadlines: Deadlines,
+    row: Row,
+    listener: usize,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientIo {
+    /// Wraps an accepted connection; it starts idle.
+    pub fn new(stream: TcpStream, deadlines: Deadlines, row: Row, listener: usize) -> (ClientIo, SharedPhase) {
+        let phase = PhaseCell::new(Phase::Idle(Instant::now()));
+        let io = ClientIo { stream, phase: Arc::clone(&phase), deadlines, row, listener, read_timer: None, write_timer: None };
+        (io, phase)
+    }
+
+    /// The read deadline for the current phase, if any.
+    fn read_deadline(&self) -> Option<Instant> {
+        match self.phase.get() {
+            Phase::Idle(since) => Some(since + self.deadlines.idle),
+            Phase::Head(since) => Some(since + self.deadlines.header),
+            Phase::Busy | Phase::Tunnel => None,
+        }
+    }
+
+    /// Polls the read deadline; `Ready` means it passed.
+    fn poll_read_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.read_deadline() else {
+            return Poll::Pending;
+        };
+        poll_timer(&mut self.read_timer, deadline, cx)
+    }
+
+    fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n > 0 {
+                    self.row.add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
+                    if let Phase::Idle(_) = self.phase.get() {
+                        self.phase.set(Phase::Head(Instant::now()));
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.poll_read_deadline(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match self.phase.get() {
+                    Phase::Head(_) => {
+                        // Best effort: a 408 fits in any socket buffer; if the
+                        // client stopped reading, the close says enough.
+                        let _ = self.stream.try_write(TIMEOUT_408);
+                        self.row.add_listener(self.listener, ListenerCounter::Responses4xx, 1);
+                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")))
+                    }
+                    // Idle keep-alive connection: end it like a client close.
+                    _ => Poll::Ready(Ok(())),
+                }
+            }
+        }
+    }
+
+    fn after_write(&mut self, result: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(n)) => {
+                self.write_timer = None;
+                self.row.add_listener(self.listener, ListenerCounter::SentBytes, n as u64);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let deadline = match &self.write_timer {
+                    Some(timer) => timer.deadline(),
+                    None => Instant::now() + self.deadlines.send,
+                };
+                ready!(poll_timer(&mut self.write_timer, deadline, cx));
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read within send_timeout")))
+            }
+        }
+    }
+}
+
+/// Arms `timer` for `deadline` (reusing its allocation) and polls it.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    match timer {
+        Some(sleep) if sleep.deadline() == deadline => {}
+        Some(sleep) => sleep.as_mut().reset(deadline),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+    }
+    match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
+}
+
+impl Read for ClientIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // SAFETY: the ReadBuf is built over hyper's uninitialised cursor and
+        // only ever filled by tokio's read, which initialises what it fills;
+        // we advance the cursor by exactly the filled length.
+        let n = unsafe {
+            let mut tbuf = ReadBuf::uninit(buf.as_mut());
+            ready!(this.poll_read_inner(cx, &mut tbuf))?;
+            tbuf.filled().len()
+        };
+        // SAFETY: `n` bytes were just initialised by the read above.
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Write for ClientIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.after_write(result, cx)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.after_write(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,169 @@
+//! Checking a client request and rewriting its headers for the upstream.
+//!
+//! Framing that two parsers could read differently is rejected, never
+//! forwarded: `Transfer-Encoding` together with `Content-Length`, several or
+//! comma-listed `Content-Length`s, any `Transfer-Encoding` other than one
+//! plain `chunked`. Hop-by-hop headers and those named in `Connection` are
+//! removed before sluice adds its own (RFC 9110 §7.6.1), so a client cannot
+//! strip `X-Forwarded-For` by naming it in `Connection`.
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{Method, Request};
+
+use super::error::ProxyError;
+
+/// Longest request target accepted (414 beyond), as nginx's default large
+/// header buffer.
+pub const MAX_URI_LEN: usize = 8 * 1024;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Rejects requests whose framing or target is ambiguous, and returns the
+/// request's host (without validation of its port).
+pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
+    let headers = req.headers();
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if req.uri().path() == "*" && req.method() != Method::OPTIONS {
+        return Err(ProxyError::BadRequest("asterisk-form target outside OPTIONS"));
+    }
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > MAX_URI_LEN {
+        return Err(ProxyError::UriTooLong);
+    }
+    check_framing(headers)?;
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(ProxyError::BadRequest("several Host headers")),
+        (Some(value), None) => {
+            Some(value.to_str().ok().filter(|h| valid_host(h)).ok_or(ProxyError::BadRequest("invalid Host header"))?)
+        }
+        (None, _) => None,
+    };
+    match (req.uri().authority(), host) {
+        (Some(authority), Some(host)) if !authority.as_str().eq_ignore_ascii_case(host) => {
+            Err(ProxyError::BadRequest("request target authority differs from Host"))
+        }
+        (Some(authority), _) => Ok(Some(authority.as_str())),
+        (None, None) if req.version() >= http::Version::HTTP_11 => Err(ProxyError::BadRequest("missing Host header")),
+        (None, host) => Ok(host),
+    }
+}
+
+/// A Host header value: a reg-name, IPv4 or bracketed IPv6 literal and an
+/// optional port; nothing that could smuggle a path or user info.
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'~'))
+}
+
+fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let has_length = match (lengths.next(), lengths.next()) {
+        (Some(_), Some(_)) => return Err(ProxyError::BadRequest("several Content-Length headers")),
+        (Some(value), None) => {
+            if value.is_empty() || !value.as_bytes().iter().all(u8::is_ascii_digit) {
+                return Err(ProxyError::BadRequest("invalid Content-Length"));
+            }
+            true
+        }
+        (None, _) => false,
+    };
+    let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
+    match (encodings.next(), encodings.next()) {
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err(ProxyError::BadRequest("several Transfer-Encoding headers")),
+        (Some(_), None) if has_length => Err(ProxyError::BadRequest("both Transfer-Encoding and Content-Length")),
+        (Some(value), None) if value.as_bytes().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        (Some(_), None) => Err(ProxyError::BadRequest("unsupported Transfer-Encoding")),
+    }
+}
+
+/// Whether the request asks to switch protocols (WebSocket and others);
+/// `h2c` is never tunnelled.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(UPGRADE)?;
+    if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
+        return None;
+    }
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade")).then(|| upgrade.clone())
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [&CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites a client request's headers for the upstream: hop-by-hop
+/// removed, `Expect` answered here, `X-Forwarded-*` set, the upgrade kept
+/// if one was asked for.
+pub fn to_upstream(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<&str>, upgrade: Option<HeaderValue>) {
+    remove_hop_by_hop(headers);
+    headers.remove(EXPECT);
+    let ip = client_ip.to_string();
+    let forwarded_for = match joined(headers, &X_FORWARDED_FOR) {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip,
+    };
+    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    if let Some(protocol) = upgrade {
+        headers.insert(UPGRADE, protocol);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Every value of `name`, joined with `, `.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |mut all, v| {
+        all.push_str(", ");
+        all.push_str(v);
+        all
+    }))
+}
+
+/// Cleans an upstream response's headers for the client; a 101 keeps its
+/// `Upgrade` and `Connection: upgrade`.
+pub fn to_client(headers: &mut HeaderMap, switching_protocols: bool) {
+    let upgrade = if switching_protocols { headers.get(UPGRADE).cloned() } else { None };
+    remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(UPGRADE, protocol);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+#[cfg(test)]
+#[path = "forwarding_tests.rs"]
+mod tests;

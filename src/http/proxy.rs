@@ -1,0 +1,260 @@
+//! One client request: check, route, then proxy it to a pool or serve a
+//! file.
+//!
+//! Proxying picks an upstream with the pool's strategy and sends on a
+//! pooled or new connection. A failed connect moves the request to another
+//! upstream (up to `retries`, never one already tried). A pooled connection
+//! the upstream had closed is replaced transparently: hyper hands back a
+//! request it did not send, and a bodyless request is rebuilt if the close
+//! raced with sending it. Nothing is retried once a body started streaming
+//! or a response began.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Incoming};
+use strategies::{PickContext, Tried};
+
+use super::Worker;
+use super::body::{BodyFailure, RequestBody, ResponseBody};
+use super::client_io::{Phase, SharedPhase};
+use super::error::ProxyError;
+use super::forwarding;
+use super::hash_key;
+use super::static_files;
+use super::upstream::PooledConnection;
+use crate::counters::{ActiveGuard, UpstreamCounter};
+use crate::runtime::headers::RequestVars;
+use crate::runtime::pool::Pool;
+use crate::runtime::{Action, HttpRoutes, ListenerKind, Rule, Runtime, Upstream};
+
+/// What a request handler knows about its client connection.
+#[derive(Debug)]
+pub struct ConnContext {
+    /// The worker serving it.
+    pub worker: Rc<Worker>,
+    /// The listener's index in the runtime.
+    pub listener: usize,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The connection's phase (deadlines).
+    pub phase: SharedPhase,
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle(conn: Rc<ConnContext>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    conn.phase.set(Phase::Busy);
+    let runtime = conn.worker.runtime.load_full();
+    let mut response = match route_and_serve(&conn, &runtime, req).await {
+        Ok(response) => response,
+        Err(error) => error.response(),
+    };
+    let listener = runtime.listeners[conn.listener].slot;
+    conn.worker.row.count_response(listener, response.status().as_u16());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        conn.phase.set(Phase::Tunnel);
+    }
+    response.body_mut().set_phase(std::sync::Arc::clone(&conn.phase));
+    Ok(response)
+}
+
+async fn route_and_serve(conn: &ConnContext, runtime: &Runtime, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    let ListenerKind::Http(routes) = &runtime.listeners[conn.listener].kind else {
+        return Err(ProxyError::NoRoute);
+    };
+    let host = forwarding::check_request(&req)?.map(str::to_owned);
+    let path = crate::runtime::router::normalize_path(req.uri().path())
+        .map_err(|_| ProxyError::BadRequest("malformed request path"))?
+        .into_owned();
+    let found = routes.router.route(host.as_deref(), req.method(), &path).ok_or(ProxyError::NoRoute)?;
+    let rule = &routes.rules[found.rule];
+    match &rule.action {
+        Action::Static { root } => Ok(static_files::serve(root, &path[found.prefix_len..], req).await),
+        Action::Proxy { pool, pass_host } => {
+            let target = Target { runtime, routes, rule, pool, pass_host: *pass_host };
+            proxy(conn, &target, host.as_deref(), req).await
+        }
+    }
+}
+
+/// Everything about where a request goes.
+struct Target<'a> {
+    runtime: &'a Runtime,
+    routes: &'a HttpRoutes,
+    rule: &'a Rule,
+    pool: &'a Pool,
+    pass_host: bool,
+}
+
+async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    let settings = &target.rule.settings;
+    if let (Some(limit), Some(length)) = (settings.max_body_size, req.body().size_hint().exact())
+        && length > limit
+    {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    let mut req = req;
+    let client_upgrade = forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let (parts, body) = req.into_parts();
+    let key = hash_key::extract(target.pool.hash_key.as_ref(), &parts, conn.client.ip());
+    let failure: BodyFailure = Rc::new(Cell::new(None));
+    let body = RequestBody::new(body, settings.body_timeout, settings.max_body_size, Rc::clone(&failure));
+    let bodyless = body.is_end_stream();
+    let mut headers = parts.headers;
+    forwarding::to_upstream(&mut headers, conn.client.ip(), host, client_upgrade.as_ref().map(|(p, _)| p.clone()));
+    apply_templates(conn, target.routes, host, &mut headers);
+    let uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let outgoing = Outgoing { method: parts.method, uri, headers, pass_host: target.pass_host, host };
+    let mut body = Some(body);
+    let mut tried = Tried::default();
+    let mut connect_attempts_left = settings.retries + 1;
+    let ctx_key = key.as_deref();
+    loop {
+        let ctx = PickContext { client: Some(conn.client.ip()), key: ctx_key, tried };
+        let Some(pick) = target.pool.pick(conn.worker.row.region(), &ctx) else {
+            return Err(if tried.is_empty() { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
+        };
+        tried.insert(pick.index);
+        let upstream = &target.runtime.upstreams[target.pool.members[pick.index]];
+        let connect_timeout = upstream.connect_timeout.unwrap_or(settings.connect_timeout);
+        let response_timeout = upstream.response_timeout.unwrap_or(settings.response_timeout);
+        let mut fresh = false;
+        let sent = loop {
+            let connection = match conn.worker.connections.acquire(upstream.slot, &upstream.address, connect_timeout, fresh).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    conn.worker.row.add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                    tracing::warn!(upstream = %upstream.id, %error, "connect failed");
+                    break None;
+                }
+            };
+            let request_body = body.take().unwrap_or_else(|| RequestBody::empty(Rc::clone(&failure)));
+            match send(conn, upstream, connection, outgoing.build(upstream, request_body), response_timeout).await {
+                Sent::Response(response) => break Some(response),
+                Sent::NotSent(request_body, reused) if reused && !fresh => {
+                    body = Some(request_body);
+                    fresh = true;
+                }
+                Sent::NotSent(request_body, _) => {
+                    body = Some(request_body);
+                    break None;
+                }
+                Sent::Lost { reused } if reused && bodyless && !fresh => fresh = true,
+                Sent::Lost { .. } => return Err(failure.get().unwrap_or(ProxyError::UpstreamFailed)),
+                Sent::TimedOut => return Err(ProxyError::UpstreamTimeout),
+            }
+        };
+        if let Some(response) = sent {
+            return Ok(finish(response, client_upgrade));
+        }
+        connect_attempts_left -= 1;
+        if connect_attempts_left == 0 || body.is_none() {
+            return Err(ProxyError::ConnectFailed);
+        }
+    }
+}
+
+/// The parts of the upstream request that survive a retry.
+struct Outgoing<'a> {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    pass_host: bool,
+    host: Option<&'a str>,
+}
+
+impl Outgoing<'_> {
+    fn build(&self, upstream: &Upstream, body: RequestBody) -> Request<RequestBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        let host = match (self.pass_host, self.host) {
+            (true, Some(host)) => HeaderValue::from_str(host).ok(),
+            _ => HeaderValue::from_str(upstream.authority.as_str()).ok(),
+        };
+        if let Some(host) = host {
+            req.headers_mut().insert(HOST, host);
+        }
+        req
+    }
+}
+
+/// How one send went.
+enum Sent {
+    /// A response head arrived.
+    Response(Response<ResponseBody>),
+    /// The connection was closed before anything was written: the request
+    /// body is handed back. `bool`: the connection came from the pool.
+    NotSent(RequestBody, bool),
+    /// The request was (maybe partly) written and no response came.
+    Lost { reused: bool },
+    /// No response head within `response_timeout`.
+    TimedOut,
+}
+
+async fn send(
+    conn: &ConnContext,
+    upstream: &Upstream,
+    mut connection: PooledConnection,
+    request: Request<RequestBody>,
+    timeout: Duration,
+) -> Sent {
+    let active = ActiveGuard::new(&conn.worker.row, upstream.slot);
+    conn.worker.row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
+    let reused = connection.reused;
+    match tokio::time::timeout(timeout, connection.sender.try_send_request(request)).await {
+        Err(_) => Sent::TimedOut,
+        Ok(Ok(response)) => {
+            let (parts, body) = response.into_parts();
+            Sent::Response(Response::from_parts(parts, ResponseBody::upstream(body, Some(connection), active)))
+        }
+        Ok(Err(mut error)) => match error.take_message() {
+            Some(request) => Sent::NotSent(request.into_body(), reused),
+            None => {
+                tracing::debug!(upstream = %upstream.id, error = %error.into_error(), "upstream failed before responding");
+                Sent::Lost { reused }
+            }
+        },
+    }
+}
+
+/// Cleans the upstream response for the client and, for a 101, splices the
+/// two upgraded connections together.
+fn finish(
+    mut response: Response<ResponseBody>,
+    client_upgrade: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+) -> Response<ResponseBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    forwarding::to_client(response.headers_mut(), switching);
+    if switching {
+        let Some((protocol, client)) = client_upgrade else {
+            return ProxyError::UpstreamFailed.response();
+        };
+        let agreed = response.headers().get(http::header::UPGRADE).is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(protocol.as_bytes()));
+        if !agreed {
+            return ProxyError::UpstreamFailed.response();
+        }
+        let upstream = hyper::upgrade::on(&mut response);
+        tokio::task::spawn_local(super::tunnel::splice(client, upstream));
+    }
+    response
+}
+
+/// Sets the listener's configured headers (replacing any client value).
+fn apply_templates(conn: &ConnContext, routes: &HttpRoutes, host: Option<&str>, headers: &mut HeaderMap) {
+    if routes.headers.is_empty() {
+        return;
+    }
+    let request_id = conn.worker.next_request_id();
+    let vars = RequestVars { ip: conn.client.ip(), port: conn.client.port(), host, scheme: "http", request_id: &request_id };
+    for template in &routes.headers {
+        headers.insert(template.name.clone(), template.render(&vars));
+    }
+}

@@ -1,0 +1,109 @@
+//! Serving a rule's `public` folder.
+//!
+//! tower-http's `ServeDir` does content types, ETag and Last-Modified with
+//! 304s, Range requests and `index.html`; it already refuses `..` and
+//! absolute components. On top, the resolved file must stay inside the
+//! folder after symlinks are followed, and a request path segment may not
+//! carry a separator, backslash or NUL.
+
+use std::path::{Path, PathBuf};
+
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use super::body::ResponseBody;
+use super::error::plain_text;
+
+/// Serves `remainder` (a normalised path, relative to the rule's prefix)
+/// from `root` (canonical).
+pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Response<ResponseBody> {
+    let Some(relative) = safe_relative(remainder) else {
+        return not_found();
+    };
+    if !stays_inside(root, &relative).await {
+        return not_found();
+    }
+    let (mut parts, _) = req.into_parts();
+    let encoded = encode_path(&relative);
+    parts.uri = match Uri::builder().path_and_query(encoded).build() {
+        Ok(uri) => uri,
+        Err(_) => return not_found(),
+    };
+    let request = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+    match ServeDir::new(root).append_index_html_on_directories(true).oneshot(request).await {
+        Ok(response) => response.map(|body| ResponseBody::boxed(body.map_err(Into::into).boxed_unsync())),
+        Err(error) => match error {},
+    }
+}
+
+/// The path under the folder, as segments joined by `/`, or `None` if a
+/// segment could escape or confuse the file system.
+fn safe_relative(remainder: &str) -> Option<String> {
+    let mut out = String::with_capacity(remainder.len());
+    for segment in remainder.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." || segment.contains(['\\', '\0']) || segment.contains("%2F") || segment.contains("%2f") {
+            return None;
+        }
+        out.push('/');
+        out.push_str(segment);
+    }
+    if remainder.ends_with('/') || out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// Whether the file (or a directory's `index.html`) resolves, symlinks
+/// followed, to a place inside `root`. Missing files pass: ServeDir answers
+/// 404 for them.
+async fn stays_inside(root: &Path, relative: &str) -> bool {
+    let candidate: PathBuf = root.join(relative.trim_start_matches('/'));
+    let index = candidate.join("index.html");
+    for path in [candidate, index] {
+        match tokio::fs::canonicalize(&path).await {
+            Ok(real) if !real.starts_with(root) => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Percent-encodes each segment for the URI handed to ServeDir.
+fn encode_path(relative: &str) -> String {
+    let mut out = String::with_capacity(relative.len());
+    for byte in relative.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn not_found() -> Response<ResponseBody> {
+    plain_text(StatusCode::NOT_FOUND, bytes::Bytes::from_static(b"404 not found\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_segments_are_refused() {
+        assert_eq!(safe_relative("/app.js").as_deref(), Some("/app.js"));
+        assert_eq!(safe_relative("").as_deref(), Some("/"));
+        assert_eq!(safe_relative("/dir/").as_deref(), Some("/dir/"));
+        for bad in ["/../x", "/a/..", "/a\\b", "/a\0b", "/a%2Fb", "/."] {
+            assert_eq!(safe_relative(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_keeps_separators() {
+        assert_eq!(encode_path("/a b/ü.txt"), "/a%20b/%C3%BC.txt");
+    }
+}

@@ -1,0 +1,185 @@
+//! Connections to upstreams: connecting with a timeout, and a keep-alive
+//! pool per upstream.
+//!
+//! Each worker is one thread, so the pool is a plain `RefCell` of idle
+//! senders per upstream slot: no lock, no atomics. A connection goes back to
+//! the pool when its response body ended cleanly and is dropped when it
+//! idled too long, the upstream closed it, or the pool is full.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::RequestBody;
+use crate::config::UpstreamAddress;
+
+/// Idle connections kept per upstream per worker.
+const MAX_IDLE_PER_UPSTREAM: usize = 64;
+/// How long an idle upstream connection is kept. Shorter than the usual
+/// server keep-alive (nginx 75 s, Node.js 5 s is the exception that the
+/// transparent retry covers).
+const IDLE_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// TCP connect failed (refused, unreachable, DNS).
+    #[error("connect to {address} failed: {source}")]
+    Io {
+        /// The upstream address.
+        address: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// TCP connect did not finish in time.
+    #[error("connect to {address} timed out after {timeout:?}")]
+    Timeout {
+        /// The upstream address.
+        address: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The HTTP/1 handshake failed.
+    #[error("HTTP handshake with {address} failed: {source}")]
+    Handshake {
+        /// The upstream address.
+        address: String,
+        /// The cause.
+        source: hyper::Error,
+    },
+}
+
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// One worker's idle upstream connections, by upstream slot.
+#[derive(Default)]
+pub struct UpstreamConnections {
+    idle: RefCell<Vec<Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for UpstreamConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConnections").finish_non_exhaustive()
+    }
+}
+
+/// A connection in use, tagged so it can go back to its pool.
+pub struct PooledConnection {
+    /// Sends requests on the connection.
+    pub sender: SendRequest<RequestBody>,
+    /// Whether it came from the pool (it may have been closed meanwhile).
+    pub reused: bool,
+    slot: usize,
+    pool: Rc<UpstreamConnections>,
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection").field("slot", &self.slot).field("reused", &self.reused).finish()
+    }
+}
+
+impl PooledConnection {
+    /// Returns the connection to its pool for the next request.
+    pub fn release(self) {
+        self.pool.put(self.slot, self.sender);
+    }
+}
+
+impl UpstreamConnections {
+    /// A pooled connection to `slot`, or a new one. `fresh` skips the pool
+    /// (used after a pooled connection turned out closed).
+    pub async fn acquire(
+        self: &Rc<Self>,
+        slot: usize,
+        address: &UpstreamAddress,
+        timeout: Duration,
+        fresh: bool,
+    ) -> Result<PooledConnection, ConnectError> {
+        if !fresh {
+            while let Some(mut idle) = self.take(slot) {
+                if idle.sender.ready().await.is_ok() {
+                    return Ok(PooledConnection { sender: idle.sender, reused: true, slot, pool: Rc::clone(self) });
+                }
+            }
+        }
+        let sender = connect(address, timeout).await?;
+        Ok(PooledConnection { sender, reused: false, slot, pool: Rc::clone(self) })
+    }
+
+    fn take(&self, slot: usize) -> Option<Idle> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(slot)?;
+        let now = Instant::now();
+        while let Some(conn) = list.pop() {
+            if !conn.sender.is_closed() && now.duration_since(conn.since) < IDLE_LIFETIME {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, slot: usize, sender: SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() <= slot {
+            idle.resize_with(slot + 1, Vec::new);
+        }
+        let list = &mut idle[slot];
+        if list.len() >= MAX_IDLE_PER_UPSTREAM {
+            list.remove(0);
+        }
+        list.push(Idle { sender, since: Instant::now() });
+    }
+}
+
+/// Opens a TCP connection within `timeout` and does the HTTP/1 handshake;
+/// the connection's driver runs as a task of this worker.
+async fn connect(address: &UpstreamAddress, timeout: Duration) -> Result<SendRequest<RequestBody>, ConnectError> {
+    let label = address.to_string();
+    let stream = match tokio::time::timeout(timeout, connect_tcp(address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(ConnectError::Io { address: label, source }),
+        Err(_) => return Err(ConnectError::Timeout { address: label, timeout }),
+    };
+    // Nagle only delays small request heads; latency matters more here.
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ConnectError::Handshake { address: label, source })?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Connects to an IP literal directly; resolves a hostname on every new
+/// connection so DNS changes are followed.
+pub async fn connect_tcp(address: &UpstreamAddress) -> io::Result<TcpStream> {
+    if let Ok(ip) = address.host.parse::<std::net::IpAddr>() {
+        return TcpStream::connect(SocketAddr::new(ip, address.port)).await;
+    }
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((address.host.as_str(), address.port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")))
+}
