@@ -216,7 +216,7 @@ impl Router {
             };
             keyed.push((key, rule));
         }
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.sort_by_key(|(key, _)| *key);
         Ok(Router {
             rules: keyed.into_iter().map(|(_, rule)| rule).collect(),
         })

@@ -595,7 +595,7 @@ fn fuzz_route_picks_most_specific() {
             }
             let host = rng.pick(&["x.com", "X.COM:80", "z.y.x.com", "q.x.com", ""]);
             let host = (!host.is_empty()).then_some(host);
-            let method = if rng.next() % 2 == 0 {
+            let method = if rng.next().is_multiple_of(2) {
                 Method::GET
             } else {
                 Method::POST
