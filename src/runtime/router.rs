@@ -144,10 +144,22 @@ struct Rule {
     host: HostPattern,
     /// Empty = any method.
     methods: Box<[Method]>,
-    /// Path segments, without a trailing `*` (which matches any remainder,
-    /// including none, exactly like the end of a pattern without it: `/api`
-    /// and `/api/*` match the same paths).
-    segments: Box<[Segment]>,
+    /// The pattern's leading literal segments, joined: `/users` for
+    /// `/users/*/avatar`, empty for `/*`. Most patterns are nothing else, and
+    /// are then matched with one comparison.
+    prefix: Box<str>,
+    /// The segments after `prefix`, starting with a `*`; without a trailing
+    /// `*` (which matches any remainder, including none, exactly like the
+    /// end of a pattern without it: `/api` and `/api/*` match the same paths).
+    rest: Box<[Segment]>,
+}
+
+/// What [`compile_path`] makes of a path pattern.
+struct CompiledPath {
+    prefix: Box<str>,
+    rest: Box<[Segment]>,
+    /// Literal segments in the whole pattern, for the order.
+    literals: usize,
 }
 
 #[derive(Debug)]
@@ -188,13 +200,13 @@ impl Router {
     pub fn new(specs: &[RouteSpec<'_>]) -> Result<Router, PatternError> {
         let mut keyed = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
-            let segments = compile_path(index, spec.path)?;
+            let CompiledPath {
+                prefix,
+                rest,
+                literals,
+            } = compile_path(index, spec.path)?;
             let host = compile_host(index, spec.host)?;
-            let literals = segments
-                .iter()
-                .filter(|s| matches!(s, Segment::Literal(_)))
-                .count();
-            let stars = segments.len() - literals;
+            let stars = rest.iter().filter(|s| matches!(s, Segment::Star)).count();
             let host_rank = match &host {
                 HostPattern::Any => (0, 0),
                 HostPattern::Subdomains(suffix) => (1, suffix.len()),
@@ -212,7 +224,8 @@ impl Router {
                 index,
                 host,
                 methods: spec.methods.into(),
-                segments,
+                prefix,
+                rest,
             };
             keyed.push((key, rule));
         }
@@ -267,15 +280,21 @@ impl Rule {
         }
     }
 
-    /// Matches the path segment by segment, without splitting it into a
-    /// vector; returns the length of the path's literal leading part.
+    /// Matches the path: the literal prefix with one comparison, then the
+    /// remaining segments one by one, without splitting the path into a
+    /// vector. Returns the length of the literal prefix.
     fn match_path(&self, path: &str) -> Option<usize> {
         let bytes = path.as_bytes();
+        let prefix_len = self.prefix.len();
+        // Segment-aware: `/api` covers `/api` and `/api/...`, not `/apix`.
+        if !bytes.starts_with(self.prefix.as_bytes())
+            || bytes.get(prefix_len).is_some_and(|&b| b != b'/')
+        {
+            return None;
+        }
         // `pos` is at the '/' opening the next path segment, or at the end.
-        let mut pos = 0;
-        let mut prefix_len = 0;
-        let mut leading_literals = true;
-        for segment in self.segments.iter() {
+        let mut pos = prefix_len;
+        for segment in self.rest.iter() {
             if pos >= bytes.len() {
                 return None;
             }
@@ -285,21 +304,12 @@ impl Rule {
                 .position(|&b| b == b'/')
                 .map_or(bytes.len(), |p| start + p);
             let got = &bytes[start..end];
-            match segment {
-                Segment::Literal(want) => {
-                    if got != want.as_bytes() {
-                        return None;
-                    }
-                    if leading_literals {
-                        prefix_len = end;
-                    }
-                }
-                Segment::Star => {
-                    if got.is_empty() {
-                        return None;
-                    }
-                    leading_literals = false;
-                }
+            let ok = match segment {
+                Segment::Literal(want) => got == want.as_bytes(),
+                Segment::Star => !got.is_empty(),
+            };
+            if !ok {
+                return None;
             }
             pos = end;
         }
@@ -308,8 +318,10 @@ impl Rule {
     }
 }
 
-/// The request host without its port and trailing dot, as a slice.
+/// The request host without userinfo (an absolute-form URI's authority may
+/// carry one), port and trailing dot, as a slice.
 fn bare_host(host: &str) -> &str {
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
     let host = if host.starts_with('[') {
         // `[v6]` or `[v6]:port`.
         host.find(']').map_or(host, |end| &host[..=end])
@@ -323,7 +335,9 @@ fn bare_host(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
 
-fn compile_path(rule: usize, path: &str) -> Result<Box<[Segment]>, PatternError> {
+/// Compiles a path pattern into its literal prefix, the segments after it and
+/// its number of literal segments.
+fn compile_path(rule: usize, path: &str) -> Result<CompiledPath, PatternError> {
     let err_path = || path.to_owned();
     if !path.starts_with('/') {
         return Err(PatternError::NotAbsolute {
@@ -370,15 +384,35 @@ fn compile_path(rule: usize, path: &str) -> Result<Box<[Segment]>, PatternError>
             source,
         })?;
         let decoded = &decoded[1..];
-        if decoded.is_empty() || decoded.ends_with('/') || decoded == "." || decoded == ".." {
-            // `.`, `..` (raw or encoded) are removed from request paths.
+        if decoded.is_empty() {
+            // `.` and `..` (raw or encoded) normalise to nothing.
             return Err(unmatchable(
                 "'.' and '..' segments are removed from request paths",
             ));
         }
         segments.push(Segment::Literal(decoded.into()));
     }
-    Ok(segments.into_boxed_slice())
+    let leading = segments
+        .iter()
+        .take_while(|s| matches!(s, Segment::Literal(_)))
+        .count();
+    let mut prefix = String::new();
+    let mut literals = 0;
+    for segment in &segments {
+        if let Segment::Literal(text) = segment {
+            if literals < leading {
+                prefix.push('/');
+                prefix.push_str(text);
+            }
+            literals += 1;
+        }
+    }
+    segments.drain(..leading);
+    Ok(CompiledPath {
+        prefix: prefix.into(),
+        rest: segments.into_boxed_slice(),
+        literals,
+    })
 }
 
 fn compile_host(rule: usize, host: Option<&str>) -> Result<HostPattern, PatternError> {

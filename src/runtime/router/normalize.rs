@@ -114,7 +114,7 @@ fn slow(bytes: &[u8]) -> Result<String, BadPath> {
         }
         if last {
             // A trailing empty or dot-segment leaves a trailing slash
-            // ("/a/" , "/a/." and "/a/b/.." all end in "/a/").
+            // ("/a/", "/a/." and "/a/b/.." all end in "/a/").
             if dropped {
                 out.push(b'/');
             }

@@ -291,6 +291,7 @@ fn bare_host_forms() {
     assert_eq!(bare_host("[::1]"), "[::1]");
     assert_eq!(bare_host("::1"), "::1");
     assert_eq!(bare_host(""), "");
+    assert_eq!(bare_host("user:pw@example.com:80"), "example.com");
 }
 
 #[test]
