@@ -160,3 +160,6 @@ fn hex(b: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
