@@ -1,1 +1,22 @@
-fn main() {}
+//! The `sluice` binary: parse the command line, set up logging, dispatch,
+//! map the outcome to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = sluice::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match sluice::cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
