@@ -1,5 +1,169 @@
 //! Reading and validating the config file.
+//!
+//! Two layers: [`raw`] mirrors the YAML with serde structs that accept any
+//! scalar, and [`validate`] turns them into the typed [`model::Config`],
+//! folding `defaults` in. Every problem found is reported at once, each with
+//! `file:line:column` (the [`yaml`] position index) and a one-line reason.
 
 pub mod model;
+mod raw;
+mod suggest;
+mod unknown;
+mod validate;
+mod validate_listeners;
+mod values;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 pub use model::*;
+
+/// Largest config file read: far beyond any real config, small enough that
+/// a wrong path (a log file, a disk image) fails fast.
+const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// One problem in a config file, with where it is.
+///
+/// Exists so `sluice check`, start and reload print the same precise,
+/// sortable messages.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// Line, 1-based; 0 when the problem is the whole file (unreadable).
+    pub line: usize,
+    /// Column in characters, 1-based; 0 with line 0.
+    pub column: usize,
+    /// One-line reason.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in a config file, sorted by position.
+///
+/// Exists so one run of `sluice check` shows all mistakes, not one per run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The errors, sorted by position.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// Sorts by position and drops exact duplicates.
+    fn normalized(mut errors: Vec<ConfigError>) -> Self {
+        errors.sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
+        errors.dedup();
+        ConfigErrors(errors)
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the config file at `path`.
+///
+/// An unreadable file (missing, not UTF-8, too large) is a single error.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let whole_file = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message,
+        }])
+    };
+    let metadata =
+        std::fs::metadata(path).map_err(|err| whole_file(format!("cannot read config: {err}")))?;
+    if metadata.len() > MAX_FILE_SIZE {
+        return Err(whole_file(format!(
+            "config file is too large ({} bytes; at most {MAX_FILE_SIZE})",
+            metadata.len()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| whole_file(format!("cannot read config: {err}")))?;
+    parse(&text, path)
+}
+
+/// Validates config `text`. `source` is the file it came from: it names the
+/// file in messages and is the base of relative paths (`public`).
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    let at = |pos: yaml::Pos, message: String| ConfigError {
+        file: source.to_owned(),
+        line: pos.line,
+        column: pos.column,
+        message,
+    };
+    let index = match yaml::Index::build(text) {
+        Ok(index) => index,
+        Err(errors) => {
+            let mut errors: Vec<ConfigError> =
+                errors.into_iter().map(|e| at(e.pos, e.message)).collect();
+            if errors.len() == 1 && errors[0].message.starts_with("syntax: ") {
+                // A syntax error: prefer yaml_serde's wording and position.
+                match yaml::from_str::<raw::RawConfig>(text) {
+                    Err(err) => errors = vec![at(err.pos, err.message)],
+                    Ok(_) => errors[0].message = errors[0].message["syntax: ".len()..].to_owned(),
+                }
+            }
+            return Err(ConfigErrors::normalized(errors));
+        }
+    };
+    let start = yaml::Pos { line: 1, column: 1 };
+    match index.root() {
+        Some(yaml::RootKind::Map) => {}
+        None => {
+            return Err(ConfigErrors(vec![at(
+                start,
+                "the config file is empty".into(),
+            )]));
+        }
+        Some(_) => {
+            return Err(ConfigErrors(vec![at(
+                start,
+                "the config file must be a map of settings (`listeners:`, `upstreams:`, ...)"
+                    .into(),
+            )]));
+        }
+    }
+    let (raw, unknown_keys) = yaml::from_str::<raw::RawConfig>(text)
+        .map_err(|err| ConfigErrors(vec![at(err.pos, err.message)]))?;
+    let mut errors: Vec<ConfigError> = unknown_keys
+        .iter()
+        .map(|path| at(index.key(path), unknown::message(path)))
+        .collect();
+    let config = validate::validate(&raw, &index, source, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors::normalized(errors))
+    }
+}

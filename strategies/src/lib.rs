@@ -129,7 +129,8 @@ pub enum StrategyKind {
 
 impl StrategyKind {
     /// Every kind with its config name, for parsing and "did you mean".
-    pub const ALL: &'static [(&'static str, StrategyKind)] = &[("round-robin", StrategyKind::RoundRobin)];
+    pub const ALL: &'static [(&'static str, StrategyKind)] =
+        &[("round-robin", StrategyKind::RoundRobin)];
 
     /// The config name of this kind.
     pub fn name(self) -> &'static str {

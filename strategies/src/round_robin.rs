@@ -13,7 +13,9 @@ pub struct RoundRobin {
 impl RoundRobin {
     /// Builds the strategy for a pool.
     pub fn new(_upstreams: &[UpstreamSpec<'_>]) -> Self {
-        RoundRobin { next: AtomicUsize::new(0) }
+        RoundRobin {
+            next: AtomicUsize::new(0),
+        }
     }
 }
 
