@@ -5,15 +5,56 @@
 //! a live view of the candidates ([`Candidates`]: health, active connections
 //! summed over all workers, weight) and a [`PickContext`] (client address,
 //! optional hash key, indices already tried), and returns a [`Pick`].
+//! A pick takes no lock and allocates nothing.
 //!
 //! This crate knows nothing of sockets, async runtimes or processes.
+//!
+//! # Layout
+//!
+//! - [`health`]: the one rule for which candidates may be picked (healthy,
+//!   not tried; panic mode when nothing is healthy), applied around every
+//!   strategy's choice.
+//! - `rng` (private): per-thread wyrand random numbers, no locks.
+//! - [`round_robin`]: `round-robin`, nginx's smooth weighted round-robin
+//!   from a schedule precomputed at build time.
+//! - [`random`]: `random`, weighted, through an alias table.
+//! - [`least_connections`]: `least-connections`, fewest active per weight;
+//!   exact scan for small pools, power-of-two-choices for large ones.
+//! - [`consistent_hash`]: `consistent-hash`, a Maglev lookup table keyed by
+//!   [`PickContext::key`], round-robin for keyless requests.
+//!
+//! # Adding a strategy
+//!
+//! 1. Write `src/my_strategy.rs` with a type that is built from
+//!    `&[UpstreamSpec]` (precompute everything there) and implements
+//!    [`Strategy`] by calling [`health::pick`] with a closure that chooses
+//!    among the indices the given [`health::Filter`] admits. The closure must
+//!    return an admitted index whenever one exists; never test `healthy` or
+//!    `tried` yourself. Per-pick state must be atomics (or the thread-local
+//!    random numbers in `rng`).
+//! 2. Add a [`StrategyKind`] variant, its config name to
+//!    [`StrategyKind::ALL`] and [`StrategyKind::name`], and its constructor
+//!    to [`StrategyKind::build`].
+//!
+//! The conformance tests in `tests/conformance.rs` run over
+//! [`StrategyKind::ALL`], so the new strategy is checked against the health
+//! rule with no further work; add its own property tests beside the others
+//! and a row to the benchmark in `benches/pick.rs`.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-mod round_robin;
+pub mod consistent_hash;
+pub mod health;
+pub mod least_connections;
+pub mod random;
+mod rng;
+pub mod round_robin;
 
+pub use consistent_hash::ConsistentHash;
+pub use least_connections::LeastConnections;
+pub use random::Random;
 pub use round_robin::RoundRobin;
 
 /// One upstream of a pool as the strategy sees it when it is built.
@@ -56,6 +97,37 @@ pub trait Candidates {
 impl Candidates for [Candidate] {
     fn len(&self) -> usize {
         <[Candidate]>::len(self)
+    }
+    fn get(&self, index: usize) -> Candidate {
+        self[index]
+    }
+}
+
+/// A reference to a view is a view, so `&&[Candidate]` (a sized type) can
+/// be passed as `&dyn Candidates` in tests and simple callers.
+impl<T: Candidates + ?Sized> Candidates for &T {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get(&self, index: usize) -> Candidate {
+        (**self).get(index)
+    }
+}
+
+/// An owned list of candidate states, for tests and simple callers.
+impl Candidates for Vec<Candidate> {
+    fn len(&self) -> usize {
+        <[Candidate]>::len(self)
+    }
+    fn get(&self, index: usize) -> Candidate {
+        self[index]
+    }
+}
+
+/// A fixed-size array of candidate states, for tests and simple callers.
+impl<const N: usize> Candidates for [Candidate; N] {
+    fn len(&self) -> usize {
+        N
     }
     fn get(&self, index: usize) -> Candidate {
         self[index]
@@ -122,27 +194,43 @@ pub trait Strategy: Send + Sync + fmt::Debug {
 /// The strategies a pool can be configured with, by config name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StrategyKind {
+    /// Independent weighted random picks.
+    Random,
     /// Smooth weighted round-robin (the default).
     #[default]
     RoundRobin,
+    /// Fewest active connections per weight, ties at random.
+    LeastConnections,
+    /// Maglev consistent hashing on the request's hash key.
+    ConsistentHash,
 }
 
 impl StrategyKind {
     /// Every kind with its config name, for parsing and "did you mean".
-    pub const ALL: &'static [(&'static str, StrategyKind)] =
-        &[("round-robin", StrategyKind::RoundRobin)];
+    pub const ALL: &'static [(&'static str, StrategyKind)] = &[
+        ("random", StrategyKind::Random),
+        ("round-robin", StrategyKind::RoundRobin),
+        ("least-connections", StrategyKind::LeastConnections),
+        ("consistent-hash", StrategyKind::ConsistentHash),
+    ];
 
     /// The config name of this kind.
     pub fn name(self) -> &'static str {
         match self {
+            StrategyKind::Random => "random",
             StrategyKind::RoundRobin => "round-robin",
+            StrategyKind::LeastConnections => "least-connections",
+            StrategyKind::ConsistentHash => "consistent-hash",
         }
     }
 
     /// Builds the strategy for a pool with these upstreams.
     pub fn build(self, upstreams: &[UpstreamSpec<'_>]) -> Box<dyn Strategy> {
         match self {
+            StrategyKind::Random => Box::new(Random::new(upstreams)),
             StrategyKind::RoundRobin => Box::new(RoundRobin::new(upstreams)),
+            StrategyKind::LeastConnections => Box::new(LeastConnections::new(upstreams)),
+            StrategyKind::ConsistentHash => Box::new(ConsistentHash::new(upstreams)),
         }
     }
 }
