@@ -46,7 +46,7 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     println!("  curl http://{web}/                       # round-robin: run it a few times");
     println!("  curl -H 'x-user: ann' http://{web}/sticky/  # consistent-hash on x-user: same backend every time");
     println!("  curl http://{web}/api/hello              # least-connections");
-    println!("  curl http://{web}/nowhere/../api/x       # paths are normalised before routing");
+    println!("  curl --path-as-is http://{web}/x/../api/  # paths are normalised before routing");
     println!("\nCtrl-C to stop.");
     rt.block_on(tokio::signal::ctrl_c())?;
     instance.stop();

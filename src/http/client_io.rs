@@ -14,7 +14,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::head_scan::{Framing, HeadScanner};
 use crate::counters::{ListenerCounter, Row};
 
 /// Where a client connection is in its request cycle.
@@ -48,6 +49,8 @@ pub enum Phase {
 pub struct PhaseCell {
     tag: AtomicU8,
     since_nanos: AtomicU64,
+    /// Set when the last request head had ambiguous framing.
+    ambiguous_framing: AtomicBool,
 }
 
 /// A connection's phase, shared by its socket and its request handler.
@@ -61,7 +64,7 @@ fn epoch() -> Instant {
 
 impl PhaseCell {
     fn new(phase: Phase) -> SharedPhase {
-        let cell = Arc::new(PhaseCell { tag: AtomicU8::new(0), since_nanos: AtomicU64::new(0) });
+        let cell = Arc::new(PhaseCell { tag: AtomicU8::new(0), since_nanos: AtomicU64::new(0), ambiguous_framing: AtomicBool::new(false) });
         cell.set(phase);
         cell
     }
@@ -75,6 +78,11 @@ impl PhaseCell {
             2 => Phase::Busy,
             _ => Phase::Tunnel,
         }
+    }
+
+    /// Whether the head just read had ambiguous framing (and forgets it).
+    pub fn take_ambiguous_framing(&self) -> bool {
+        self.ambiguous_framing.swap(false, Ordering::Relaxed)
     }
 
     /// Moves to `phase`.
@@ -117,14 +125,21 @@ pub struct ClientIo {
     listener: usize,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    head: HeadScanner,
 }
 
 impl ClientIo {
     /// Wraps an accepted connection; it starts idle.
     pub fn new(stream: TcpStream, deadlines: Deadlines, row: Row, listener: usize) -> (ClientIo, SharedPhase) {
         let phase = PhaseCell::new(Phase::Idle(Instant::now()));
-        let io = ClientIo { stream, phase: Arc::clone(&phase), deadlines, row, listener, read_timer: None, write_timer: None };
+        let io = ClientIo { stream, phase: Arc::clone(&phase), deadlines, row, listener, read_timer: None, write_timer: None, head: HeadScanner::default() };
         (io, phase)
+    }
+
+    fn scan_head(&mut self, bytes: &[u8]) {
+        if self.head.feed(bytes) == Some(Framing::Ambiguous) {
+            self.phase.ambiguous_framing.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The read deadline for the current phase, if any.
@@ -151,8 +166,14 @@ impl ClientIo {
                 let n = buf.filled().len() - before;
                 if n > 0 {
                     self.row.add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
-                    if let Phase::Idle(_) = self.phase.get() {
-                        self.phase.set(Phase::Head(Instant::now()));
+                    match self.phase.get() {
+                        Phase::Idle(_) => {
+                            self.phase.set(Phase::Head(Instant::now()));
+                            self.head.reset();
+                            self.scan_head(&buf.filled()[before..]);
+                        }
+                        Phase::Head(_) => self.scan_head(&buf.filled()[before..]),
+                        Phase::Busy | Phase::Tunnel => {}
                     }
                 }
                 Poll::Ready(Ok(()))

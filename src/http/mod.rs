@@ -7,6 +7,7 @@
 //! - [`forwarding`]: request checks and header rewriting.
 //! - [`upstream`]: upstream connections and their keep-alive pool.
 //! - [`body`]: streaming request and response bodies.
+//! - [`head_scan`]: framing headers counted in the raw request head.
 //! - [`static_files`], [`tunnel`], [`hash_key`], [`error`].
 
 pub mod body;
@@ -14,6 +15,7 @@ pub mod client_io;
 pub mod error;
 pub mod forwarding;
 pub mod hash_key;
+pub mod head_scan;
 pub mod proxy;
 pub mod static_files;
 pub mod tunnel;

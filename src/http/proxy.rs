@@ -49,8 +49,14 @@ pub struct ConnContext {
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(conn: Rc<ConnContext>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
+    let ambiguous = conn.phase.take_ambiguous_framing();
     let runtime = conn.worker.runtime.load_full();
-    let mut response = match route_and_serve(&conn, &runtime, req).await {
+    let served = if ambiguous {
+        Err(ProxyError::BadRequest("ambiguous message framing (Content-Length / Transfer-Encoding)"))
+    } else {
+        route_and_serve(&conn, &runtime, req).await
+    };
+    let mut response = match served {
         Ok(response) => response,
         Err(error) => error.response(),
     };
@@ -114,12 +120,14 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
     let mut tried = Tried::default();
     let mut connect_attempts_left = settings.retries + 1;
     let ctx_key = key.as_deref();
+    let mut panic = false;
     loop {
         let ctx = PickContext { client: Some(conn.client.ip()), key: ctx_key, tried };
         let Some(pick) = target.pool.pick(conn.worker.row.region(), &ctx) else {
-            return Err(if tried.is_empty() { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
+            return Err(if tried.is_empty() || panic { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
         };
         tried.insert(pick.index);
+        panic = pick.panic;
         let upstream = &target.runtime.upstreams[target.pool.members[pick.index]];
         let connect_timeout = upstream.connect_timeout.unwrap_or(settings.connect_timeout);
         let response_timeout = upstream.response_timeout.unwrap_or(settings.response_timeout);
@@ -154,7 +162,7 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
-            return Err(ProxyError::ConnectFailed);
+            return Err(if panic { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
         }
     }
 }

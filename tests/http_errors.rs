@@ -1,0 +1,181 @@
+//! The statuses sluice answers itself (SPEC §10, HTTP part), each checked
+//! on what the client got and on what the backend received.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Proxy, raw_exchange, read_until_quiet, status_of, upstreams_yaml};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const QUIET: Duration = Duration::from_secs(5);
+
+fn config(backends: &[&Backend], settings: &str, rule: &str) -> String {
+    let ids: Vec<&str> = backends.iter().map(|b| b.name).collect();
+    format!(
+        "{}defaults:\n{settings}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [{}]\n{rule}",
+        upstreams_yaml(backends),
+        ids.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn smuggling_vectors_get_400_and_reach_nobody() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  retries: 2\n", ""));
+    let cases = [
+        "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde",
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ncontent-length: 4\r\n\r\nabcd",
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4, 4\r\n\r\nabcd",
+        "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: x-chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET http://other.test/ HTTP/1.1\r\nhost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n",
+        "GARBAGE\r\n\r\n",
+    ];
+    for case in cases {
+        let response = raw_exchange(proxy.addr("web"), case.as_bytes(), QUIET).await;
+        assert_eq!(status_of(&response), 400, "{case:?} -> {response}");
+    }
+    assert!(b.seen().is_empty(), "forwarded: {:?}", b.seen());
+}
+
+#[tokio::test]
+async fn a_400_closes_the_connection_so_nothing_is_smuggled_after_it() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  retries: 2\n", ""));
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\ntransfer-encoding: chunked\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status_of(&response), 400);
+    assert_eq!(response.matches("HTTP/1.1").count(), 1, "{response}");
+    assert!(b.seen().is_empty());
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_a_live_one_is_retried() {
+    let live = Backend::start("live").await;
+    let dead = Backend::dead("dead");
+    let only_dead = Proxy::start(&config(&[&dead], "  retries: 2\n", ""));
+    let response = raw_exchange(only_dead.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status_of(&response), 502, "{response}");
+    assert!(response.contains("connect failed"));
+
+    let mixed = Proxy::start(&config(&[&dead, &live], "  retries: 2\n", ""));
+    for _ in 0..6 {
+        let response = raw_exchange(mixed.addr("web"), b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc", QUIET).await;
+        assert_eq!(status_of(&response), 200, "{response}");
+    }
+    assert_eq!(live.seen().len(), 6);
+    assert!(live.seen().iter().all(|s| s.body_len == 3));
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504() {
+    let b = Backend::start("slow").await;
+    let proxy = Proxy::start(&config(&[&b], "  response_timeout: 300ms\n", ""));
+    let response = raw_exchange(proxy.addr("web"), b"GET /slow/3000 HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status_of(&response), 504, "{response}");
+    assert!(response.contains("timeout"));
+}
+
+#[tokio::test]
+async fn upstream_closing_before_a_response_is_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            drop(stream);
+        }
+    });
+    let yaml = format!(
+        "upstreams:\n  - id: closer\n    address: {addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [closer]\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status_of(&response), 502, "{response}");
+}
+
+#[tokio::test]
+async fn oversized_head_is_431_and_long_uri_414() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  max_header_size: 8k\n", ""));
+    let big_header = format!("GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), big_header.as_bytes(), QUIET).await), 431);
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "u".repeat(8200));
+    let proxy = Proxy::start(&config(&[&b], "  max_header_size: 64k\n", ""));
+    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), long_uri.as_bytes(), QUIET).await), 414);
+    assert!(b.seen().is_empty());
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_declared_or_streamed() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  max_body_size: 1k\n", ""));
+    let declared = format!("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2000\r\n\r\n{}", "b".repeat(2000));
+    let response = raw_exchange(proxy.addr("web"), declared.as_bytes(), QUIET).await;
+    assert_eq!(status_of(&response), 413, "{response}");
+    assert!(b.seen().is_empty());
+
+    let chunk = "c".repeat(600);
+    let chunked = format!("POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
+    let response = raw_exchange(proxy.addr("web"), chunked.as_bytes(), QUIET).await;
+    assert!(matches!(status_of(&response), 413 | 200), "{response}");
+    assert!(!response.contains(&"c".repeat(1200)), "more than the limit passed: {response}");
+
+    let fits = format!("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1000\r\n\r\n{}", "d".repeat(1000));
+    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), fits.as_bytes(), QUIET).await), 200);
+}
+
+#[tokio::test]
+async fn slow_head_gets_408_and_idle_keep_alive_closes_quietly() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  header_timeout: 300ms\n  idle_timeout: 300ms\n", ""));
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n").await.unwrap();
+    let response = read_until_quiet(&mut stream, QUIET).await;
+    assert_eq!(status_of(&response), 408, "{response}");
+
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+    let response = read_until_quiet(&mut stream, QUIET).await;
+    assert_eq!(status_of(&response), 200);
+    assert!(!response.contains("408"), "an idle connection is closed without a 408: {response}");
+    assert!(b.seen().len() == 1);
+}
+
+#[tokio::test]
+async fn slow_body_gets_408() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&[&b], "  body_timeout: 300ms\n", ""));
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream.write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly-a-bit").await.unwrap();
+    let response = read_until_quiet(&mut stream, QUIET).await;
+    assert_eq!(status_of(&response), 408, "{response}");
+}
+
+#[tokio::test]
+async fn every_upstream_refusing_is_502_and_503_when_all_are_down() {
+    let dead1 = Backend::dead("dead1");
+    let dead2 = Backend::dead("dead2");
+    let proxy = Proxy::start(&config(&[&dead1, &dead2], "  retries: 5\n", ""));
+    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status_of(&response), 502, "both tried, both refused: {response}");
+    for slot in 0..2 {
+        proxy.instance.region.set_up(slot, false);
+    }
+    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status_of(&response), 503, "no healthy upstream, panic picks failed too: {response}");
+    assert!(response.contains("no upstream available"));
+}
