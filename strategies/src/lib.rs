@@ -41,6 +41,8 @@
 //! rule with no further work; add its own property tests beside the others
 //! and a row to the benchmark in `benches/pick.rs`.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
