@@ -15,7 +15,7 @@
 //! builds the same table.
 //!
 //! A pick hashes [`PickContext::key`] to a slot. If that slot's upstream is
-//! unavailable (by the [`health`](crate::health) rule: unhealthy, or tried
+//! unavailable (by the [`health`] rule: unhealthy, or tried
 //! already) the walk goes on to the following slots, so only that
 //! upstream's keys move, spread over the others by weight, and they come
 //! back when it recovers. A walk longer than [`WALK_LIMIT`] slots (a badly
@@ -71,11 +71,6 @@ impl ConsistentHash {
         }
     }
 
-    /// Number of slots in the lookup table.
-    pub fn table_size(&self) -> usize {
-        self.table.len()
-    }
-
     fn choose(&self, filter: &Filter<'_>, key: &[u8]) -> Option<usize> {
         let size = self.table.len();
         if size == 0 {
@@ -110,7 +105,7 @@ impl Strategy for ConsistentHash {
 }
 
 /// Smallest prime table size for `upstreams` upstreams.
-pub fn table_size_for(upstreams: usize) -> usize {
+fn table_size_for(upstreams: usize) -> usize {
     let mut size = MIN_TABLE_SIZE.max(upstreams.saturating_mul(SLOTS_PER_UPSTREAM));
     while !is_prime(size) {
         size += 1;

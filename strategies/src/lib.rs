@@ -38,8 +38,11 @@
 //!
 //! The conformance tests in `tests/conformance.rs` run over
 //! [`StrategyKind::ALL`], so the new strategy is checked against the health
-//! rule with no further work; add its own property tests beside the others
-//! and a row to the benchmark in `benches/pick.rs`.
+//! rule with no further work, and `benches/pick.rs` measures it too; add
+//! its own property tests as `tests/my_strategy.rs`. `README.md` has the
+//! benchmark table and the same guide.
+
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::net::IpAddr;

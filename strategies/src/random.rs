@@ -2,7 +2,7 @@
 //!
 //! Built on Vose's alias table in exact integer arithmetic, so a pick is one
 //! random number, one table column and one compare at any pool size. An
-//! unavailable upstream (by the [`health`](crate::health) rule) is handled
+//! unavailable upstream (by the [`health`] rule) is handled
 //! by rejection: draw again, up to [`REDRAWS`] times, then draw once from
 //! the admitted candidates' weights in an O(n) pass. Both ways give exactly
 //! the weighted distribution over the admitted candidates.

@@ -13,7 +13,7 @@
 //! weight stays at least 1), which keeps ratios to within 1/[`MAX_CYCLE`] of
 //! the total.
 //!
-//! Unavailable upstreams (by the [`health`](crate::health) rule) are skipped
+//! Unavailable upstreams (by the [`health`] rule) are skipped
 //! by walking on in the schedule, and the shared cursor is moved past the
 //! skipped entries so that the remaining upstreams keep their relative
 //! shares. A walk longer than [`WALK_LIMIT`] entries (a badly degraded pool)
@@ -49,11 +49,6 @@ impl RoundRobin {
             schedule: smooth_schedule(&cycle_weights(&weights)).into(),
             next: AtomicUsize::new(0),
         }
-    }
-
-    /// The index order of one full cycle, for tests and diagnostics.
-    pub fn schedule(&self) -> impl Iterator<Item = usize> + '_ {
-        self.schedule.iter().map(|&i| i as usize)
     }
 
     /// The next admitted index in schedule order; shared with

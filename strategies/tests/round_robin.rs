@@ -92,3 +92,21 @@ proptest! {
         }
     }
 }
+
+/// Picks from several threads share one cursor: together they still hand
+/// out each cycle position exactly once.
+#[test]
+fn concurrent_picks_keep_exact_shares() {
+    let ids = ["a", "b", "c"].map(String::from);
+    let strategy = RoundRobin::new(&specs(&ids, &[5, 1, 1]));
+    let candidates = healthy(&[5, 1, 1]);
+    let counts: Vec<Vec<usize>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| picks(&strategy, &candidates, 7_000)))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let all: Vec<usize> = counts.concat();
+    let share = |i| all.iter().filter(|&&p| p == i).count();
+    assert_eq!((share(0), share(1), share(2)), (20_000, 4_000, 4_000));
+}
