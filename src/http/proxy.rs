@@ -131,6 +131,8 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
         let upstream = &target.runtime.upstreams[target.pool.members[pick.index]];
         let connect_timeout = upstream.connect_timeout.unwrap_or(settings.connect_timeout);
         let response_timeout = upstream.response_timeout.unwrap_or(settings.response_timeout);
+        // Counted from the pick, so concurrent picks see each other.
+        let mut active = Some(ActiveGuard::new(&conn.worker.row, upstream.slot));
         let mut fresh = false;
         let sent = loop {
             let connection = match conn.worker.connections.acquire(upstream.slot, &upstream.address, connect_timeout, fresh).await {
@@ -142,7 +144,8 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
                 }
             };
             let request_body = body.take().unwrap_or_else(|| RequestBody::empty(Rc::clone(&failure)));
-            match send(conn, upstream, connection, outgoing.build(upstream, request_body), response_timeout).await {
+            let guard = active.take().unwrap_or_else(|| ActiveGuard::new(&conn.worker.row, upstream.slot));
+            match send(conn, upstream, connection, outgoing.build(upstream, request_body), response_timeout, guard).await {
                 Sent::Response(response) => break Some(response),
                 Sent::NotSent(request_body, reused) if reused && !fresh => {
                     body = Some(request_body);
@@ -213,8 +216,8 @@ async fn send(
     mut connection: PooledConnection,
     request: Request<RequestBody>,
     timeout: Duration,
+    active: ActiveGuard,
 ) -> Sent {
-    let active = ActiveGuard::new(&conn.worker.row, upstream.slot);
     conn.worker.row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
     match tokio::time::timeout(timeout, connection.sender.try_send_request(request)).await {

@@ -27,15 +27,29 @@ pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Resp
         return not_found();
     }
     let (mut parts, _) = req.into_parts();
+    let original = parts.uri.clone();
     let encoded = encode_path(&relative);
     parts.uri = match Uri::builder().path_and_query(encoded).build() {
         Ok(uri) => uri,
         Err(_) => return not_found(),
     };
     let request = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-    match ServeDir::new(root).append_index_html_on_directories(true).oneshot(request).await {
+    let mut response = match ServeDir::new(root).append_index_html_on_directories(true).oneshot(request).await {
         Ok(response) => response.map(|body| ResponseBody::boxed(body.map_err(Into::into).boxed_unsync())),
         Err(error) => match error {},
+    };
+    if response.status().is_redirection() {
+        redirect_to_folder(&mut response, &original);
+    }
+    response
+}
+
+/// ServeDir redirects a folder to its path with a slash, but it saw the
+/// path below the rule's prefix: point the client at its own path instead.
+fn redirect_to_folder(response: &mut Response<ResponseBody>, original: &Uri) {
+    let query = original.query().map(|q| format!("?{q}")).unwrap_or_default();
+    if let Ok(location) = http::HeaderValue::try_from(format!("{}/{query}", original.path())) {
+        response.headers_mut().insert(http::header::LOCATION, location);
     }
 }
 

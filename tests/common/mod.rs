@@ -34,6 +34,7 @@ pub struct Seen {
 /// - `/echo`: streams the request body back;
 /// - `/download/<bytes>`: streams that many bytes;
 /// - `/status/<code>`: answers that status;
+/// - `/sink`: reads the body without keeping it, answers its length;
 /// - `/ws`: WebSocket echo;
 /// - anything else: 200 with body `<name> <method> <uri>`.
 pub struct Backend {
@@ -45,6 +46,11 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &'static str) -> Backend {
+        Backend::start_with_delay(name, Duration::ZERO).await
+    }
+
+    /// A backend that waits `delay` before answering any request.
+    pub async fn start_with_delay(name: &'static str, delay: Duration) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -54,7 +60,13 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(name, Arc::clone(&log), req));
+                    let service = service_fn(move |req| {
+                        let log = Arc::clone(&log);
+                        async move {
+                            tokio::time::sleep(delay).await;
+                            answer(name, log, req).await
+                        }
+                    });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
                 });
             }
@@ -96,6 +108,15 @@ async fn answer(name: &'static str, log: Arc<Mutex<Vec<Seen>>>, req: Request<Inc
     if path == "/ws" {
         record(0);
         return Ok(websocket(req));
+    }
+    if path == "/sink" {
+        let mut body = req.into_body();
+        let mut total = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            total += frame.data_ref().map_or(0, |d| d.len());
+        }
+        record(total);
+        return Ok(with_name(name, Response::new(full(total.to_string()))));
     }
     if path == "/echo" {
         record(0);
@@ -241,4 +262,11 @@ pub async fn read_until_quiet(stream: &mut TcpStream, quiet: Duration) -> String
 /// The status code of the first response in raw text.
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// Peak resident memory of this process so far, in bytes.
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
