@@ -6,7 +6,7 @@
 //! upstreams; listeners and rules are in [`super::validate_listeners`].
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
 use std::time::Duration;
@@ -149,6 +149,11 @@ impl Checker<'_> {
                     .trim()
                     .parse::<i128>()
                     .map_err(|_| format!("expected a whole number, found `{t}`"))?,
+                // YAML reads `1e10`, and integers too large for i128, as floats.
+                Scalar::Float(x) if x.fract() == 0.0 && x.abs() < 1e30 => *x as i128,
+                Scalar::Float(x) if x.is_finite() && x.fract() == 0.0 => {
+                    return Err(format!("`{}` is too large (at most {max})", last_key(path)));
+                }
                 other => return Err(format!("expected a whole number, found `{other}`")),
             };
             let key = last_key(path);
@@ -367,6 +372,9 @@ pub(super) fn validate(
             Scalar::Int(n) => Err(format!(
                 "`workers` must be `auto` or more than 0, found `{n}`"
             )),
+            Scalar::Float(_) => {
+                Err("`workers` must be `auto` or a number of processes (at most 1024)".to_owned())
+            }
             other => match ck.text("workers", other)?.as_ref() {
                 "auto" => Ok(Workers::Auto),
                 text => Err(format!(
@@ -414,10 +422,13 @@ pub(super) fn validate(
         settings,
         &health,
     );
-    let ids: HashMap<String, usize> = upstreams
+    // Every id written, valid or not: an upstream with a bad address is
+    // reported once, not again by every pool that names it.
+    let ids: HashSet<String> = raw
+        .upstreams
         .iter()
-        .enumerate()
-        .map(|(i, u)| (u.id.clone(), i))
+        .flatten()
+        .filter_map(|u| u.id.as_ref().map(Scalar::to_string))
         .collect();
 
     let listeners = match raw.listeners.as_deref() {

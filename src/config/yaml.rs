@@ -57,10 +57,37 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), Yam
                 .unwrap_or(Pos { line: 1, column: 1 });
             let full = err.to_string();
             // yaml_serde appends " at line L column C"; the position is ours to print.
-            let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+            let message = tidy(full.split(" at line ").next().unwrap_or(&full));
             YamlError { pos, message }
         })?;
     Ok((value, unknown))
+}
+
+/// Rewords serde's type errors for config authors:
+/// `listeners: invalid type: map, expected a sequence` becomes
+/// `` `listeners` must be a list, found a map``.
+fn tidy(message: &str) -> String {
+    let Some((path, rest)) = message.split_once(": invalid type: ") else {
+        return message.to_owned();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return message.to_owned();
+    };
+    let plain = |what: &str| -> String {
+        match what {
+            "map" => "a map".to_owned(),
+            "sequence" | "a sequence" => "a list".to_owned(),
+            "unit value" => "nothing".to_owned(),
+            w if w.starts_with("struct ") => "a map".to_owned(),
+            w if w.starts_with("sequence") => "a list".to_owned(),
+            w => w.to_owned(),
+        }
+    };
+    format!(
+        "`{path}` must be {}, found {}",
+        plain(expected),
+        plain(found)
+    )
 }
 
 /// Converts a `serde_ignored` path into the index's path syntax.
@@ -196,13 +223,13 @@ impl Index {
                     }
                 }
                 Event::Alias(_) => {
+                    // Refused outright: expanding aliases is how "billion laughs"
+                    // makes a few lines into gigabytes.
                     errors.push(YamlError {
                         pos: at,
                         message: "YAML aliases (`*name`) are not supported in a config file".into(),
                     });
-                    // Walk on as if it were a value, to report other problems too.
-                    index.enter(&mut stack, at, false);
-                    index.leave(&mut stack);
+                    return Err(errors);
                 }
                 Event::Scalar(value, style, _, _) => {
                     if let Some(Frame::Map {
