@@ -129,7 +129,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
                 errors.into_iter().map(|e| at(e.pos, e.message)).collect();
             if errors.len() == 1 && errors[0].message.starts_with("syntax: ") {
                 // A syntax error: prefer yaml_serde's wording and position.
-                match yaml::from_str::<raw::RawConfig>(text) {
+                match yaml::from_str::<serde::de::IgnoredAny>(text) {
                     Err(err) => errors = vec![at(err.pos, err.message)],
                     Ok(_) => errors[0].message = errors[0].message["syntax: ".len()..].to_owned(),
                 }

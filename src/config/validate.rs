@@ -433,7 +433,7 @@ pub(super) fn validate(
 
     let listeners = match raw.listeners.as_deref() {
         None => {
-            ck.at_value("", "no `listeners`: add at least one listener");
+            ck.at_key("listeners", "no `listeners`: add at least one listener");
             Vec::new()
         }
         Some([]) => {

@@ -244,6 +244,18 @@ fn tcp_listener(
         ids,
         "a tcp listener needs `upstreams`",
     )?;
+    if pool
+        .hash_key
+        .as_ref()
+        .is_some_and(|key| *key != HashKey::ClientIp)
+    {
+        // Headers, cookies, paths and queries are HTTP; a tunnel has none.
+        ck.at_value(
+            &key("hash_key"),
+            "a tcp listener can hash only on `client-ip`",
+        );
+        return None;
+    }
     Some(TcpListenerConfig {
         pool,
         proxy_protocol,

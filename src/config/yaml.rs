@@ -67,6 +67,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), Yam
 /// `listeners: invalid type: map, expected a sequence` becomes
 /// `` `listeners` must be a list, found a map``.
 fn tidy(message: &str) -> String {
+    if message == "recursion limit exceeded" {
+        return "nesting too deep".to_owned();
+    }
     let Some((path, rest)) = message.split_once(": invalid type: ") else {
         return message.to_owned();
     };
@@ -195,8 +198,11 @@ impl Index {
                             line: mark.line(),
                             column: mark.col() + 1,
                         },
-                        // Marked so the caller can prefer yaml_serde's wording.
-                        message: format!("syntax: {}", err.info()),
+                        message: match err.info() {
+                            "recursion limit exceeded" => "nesting too deep".to_owned(),
+                            // Marked so the caller can prefer yaml_serde's wording.
+                            info => format!("syntax: {info}"),
+                        },
                     });
                     return Err(errors);
                 }
