@@ -472,12 +472,13 @@ fn pool(
         let name = ck.text(&strategy_path, s)?;
         StrategyKind::from_str(&name).map_err(|_| {
             let known = StrategyKind::ALL.iter().map(|(n, _)| *n);
-            let hint = did_you_mean(&name, known.clone());
-            let list: Vec<&str> = known.collect();
-            format!(
-                "unknown strategy `{name}`{hint} (known: {})",
-                list.join(", ")
-            )
+            match did_you_mean(&name, known.clone()) {
+                hint if hint.is_empty() => {
+                    let list: Vec<&str> = known.collect();
+                    format!("unknown strategy `{name}`; use one of: {}", list.join(", "))
+                }
+                hint => format!("unknown strategy `{name}`{hint}"),
+            }
         })
     });
     let strategy_invalid = strategy.is_some() && kind.is_none();
