@@ -4,6 +4,29 @@
 //! scalar, and [`validate`] turns them into the typed [`model::Config`],
 //! folding `defaults` in. Every problem found is reported at once, each with
 //! `file:line:column` (the [`yaml`] position index) and a one-line reason.
+//!
+//! # Choices where SPEC.md is silent
+//! - `listen: 8080` binds `0.0.0.0:8080`; `admin.listen: 9901` binds
+//!   `127.0.0.1:9901` (admin stays on loopback); `admin:` without `listen`
+//!   means `127.0.0.1:9901`. Port 0 is allowed for listeners (tests).
+//! - Two listeners (or a listener and the admin endpoint) clash when their
+//!   ports match and their IPs match or one is the wildcard of that family.
+//! - `mode` defaults to `http`. A rule without `path` is `/*`.
+//! - Durations: a whole number and `ms`, `s`, `m` or `h`, at most `8760h`;
+//!   every timeout and interval must be more than 0. Sizes: bytes or `k`,
+//!   `m`, `g` (binary multiples), at most 2^48.
+//! - Limits: `workers` ≤ 1024, `retries` ≤ 100, `weight` ≤ 1,000,000,
+//!   `rise`/`fall` ≤ 1000, `priority` within i32.
+//! - `methods` are the nine RFC 9110/5789 methods, any case.
+//! - `headers` may not set `host`, `content-length`, `transfer-encoding`,
+//!   `connection`, `keep-alive`, `proxy-connection`, `te`, `trailer` or
+//!   `upgrade` (framing and hop-by-hop headers: smuggling risks).
+//! - `strategy`, `hash_key` and `pass_host` on a `public` rule are errors;
+//!   a tcp listener's `hash_key` may only be `client-ip`.
+//! - Upstream ids use letters, digits, `-`, `_`, `.` (they are metric labels).
+//! - YAML aliases, several documents, duplicate keys, nesting deeper than 64
+//!   and files over 16 MiB are refused; unquoted `yes`/`no`/`on`/`off`
+//!   where text is expected are refused (YAML 1.1 reads them as booleans).
 
 pub mod model;
 mod raw;

@@ -28,9 +28,11 @@ const YAML11_BOOLS: [&str; 10] = [
 /// Turns raw scalars into typed values, recording each failure at the
 /// position of the offending key or value.
 pub(super) struct Checker<'a> {
+    /// Where every node is.
     index: &'a Index,
     /// The config file, for messages and relative paths.
     pub source: &'a Path,
+    /// Where problems go.
     errors: &'a mut Vec<ConfigError>,
 }
 
@@ -45,6 +47,7 @@ impl Checker<'_> {
         self.push(self.index.key(path), message.into());
     }
 
+    /// Records `message` at `pos`.
     fn push(&mut self, pos: super::yaml::Pos, message: String) {
         self.errors.push(ConfigError {
             file: self.source.to_owned(),

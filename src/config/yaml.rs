@@ -142,6 +142,7 @@ struct Node {
 /// Where every node of a YAML document is, by node path.
 #[derive(Debug, Default)]
 pub struct Index {
+    /// Every node by path (`listeners[0].rules[1].path`).
     nodes: HashMap<String, Node>,
     /// Kind of the root node, if the document has one.
     root: Option<RootKind>,
@@ -160,17 +161,25 @@ pub enum RootKind {
 
 /// One open collection while walking the events.
 enum Frame {
+    /// A map being read.
     Map {
+        /// Its node path.
         path: String,
+        /// The key whose value comes next; `None` when a key comes next.
         key: Option<String>,
+        /// Keys read so far, to refuse duplicates.
         seen: HashSet<String>,
     },
+    /// A list being read.
     Seq {
+        /// Its node path.
         path: String,
+        /// Index of the next item.
         next: usize,
     },
 }
 
+/// Where an event starts, 1-based.
 fn pos(span: &Span) -> Pos {
     Pos {
         line: span.start.line(),
