@@ -73,7 +73,7 @@ defaults:
   connect_timeout: 3s
   idle_timeout: 90s
   max_body_size: 1m
-  health_check: { kind: tcp, interval: 5s, rise: 4 }
+  health_check: { path: /up, expect_status: 204, interval: 5s, rise: 4 }
 upstreams:
   - id: app
     address: app.internal:3000
@@ -107,13 +107,17 @@ listeners:
     assert_eq!(app.overrides.response_timeout, None);
     assert_eq!(other.settings.connect_timeout, Duration::from_secs(3));
     assert_eq!(other.overrides, config::UpstreamOverrides::default());
-    // Field by field: kind and rise from defaults, interval and path from the upstream.
-    assert_eq!(app.health_check.kind, HealthCheckKind::Tcp);
+    // Field by field: status and rise from defaults, interval and path from the upstream.
+    assert_eq!(app.health_check.kind, HealthCheckKind::Http);
+    assert_eq!(
+        app.health_check.expect_status,
+        config::StatusSet(vec![204..=204])
+    );
     assert_eq!(app.health_check.rise.get(), 4);
     assert_eq!(app.health_check.interval, Duration::from_secs(1));
     assert_eq!(app.health_check.path, "/ping");
     assert_eq!(other.health_check.interval, Duration::from_secs(5));
-    assert_eq!(other.health_check.path, "/healthz");
+    assert_eq!(other.health_check.path, "/up");
 
     let listener = &config.listeners[0];
     assert_eq!(listener.settings.connect_timeout, Duration::from_secs(3));

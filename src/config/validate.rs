@@ -288,8 +288,43 @@ impl Checker<'_> {
         if let Some(n) = self.nonzero(&key("fall"), raw.fall.as_ref(), 1000) {
             check.fall = n;
         }
+        if check.kind != HealthCheckKind::Http {
+            // Set in this very block yet unused: most likely a mistake.
+            for (name, set) in [
+                ("path", raw.path.is_some()),
+                ("host", raw.host.is_some()),
+                ("expect_status", raw.expect_status.is_some()),
+            ] {
+                if set {
+                    self.at_key(
+                        &key(name),
+                        format!(
+                            "`{name}` applies only to `kind: http` health checks (this one is `{}`)",
+                            kind_name(check.kind)
+                        ),
+                    );
+                }
+            }
+        }
         check
     }
+}
+
+/// Health check kinds by config name.
+const KINDS: [(&str, HealthCheckKind); 5] = [
+    ("tcp", HealthCheckKind::Tcp),
+    ("http", HealthCheckKind::Http),
+    ("redis", HealthCheckKind::Redis),
+    ("postgres", HealthCheckKind::Postgres),
+    ("none", HealthCheckKind::None),
+];
+
+/// The config name of a health check kind.
+fn kind_name(kind: HealthCheckKind) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("none", |(name, _)| *name)
 }
 
 /// The last key of a node path, for messages (`defaults.retries` → `retries`).
@@ -315,21 +350,14 @@ fn status_set(scalar: &Scalar) -> Result<StatusSet, String> {
 
 /// Parses a health check kind by name.
 fn health_check_kind(name: &str) -> Result<HealthCheckKind, String> {
-    const KINDS: [(&str, HealthCheckKind); 5] = [
-        ("tcp", HealthCheckKind::Tcp),
-        ("http", HealthCheckKind::Http),
-        ("redis", HealthCheckKind::Redis),
-        ("postgres", HealthCheckKind::Postgres),
-        ("none", HealthCheckKind::None),
-    ];
     match KINDS.iter().find(|(n, _)| *n == name) {
         Some((_, kind)) => Ok(*kind),
-        None => {
-            let hint = did_you_mean(name, KINDS.iter().map(|(n, _)| *n));
-            Err(format!(
-                "unknown health check kind `{name}`{hint} (tcp, http, redis, postgres, none)"
-            ))
-        }
+        None => match did_you_mean(name, KINDS.iter().map(|(n, _)| *n)) {
+            hint if hint.is_empty() => Err(format!(
+                "unknown health check kind `{name}`; use tcp, http, redis, postgres or none"
+            )),
+            hint => Err(format!("unknown health check kind `{name}`{hint}")),
+        },
     }
 }
 
