@@ -110,3 +110,50 @@ fn every_invalid_config_fails_as_expected() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn example_config_means_what_spec_says() {
+    let all_present = ["least-connections", "consistent-hash"]
+        .iter()
+        .all(|name| StrategyKind::from_str(name).is_ok());
+    if !all_present {
+        eprintln!("skipping: this build lacks strategies config/example.yaml uses");
+        return;
+    }
+    use sluice::config::{HashKey, HealthCheckKind, ListenerMode, RuleAction};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let config = sluice::config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.user.as_deref(), Some("sluice"));
+    assert_eq!(config.upstreams.len(), 3);
+    assert_eq!(config.upstreams[0].weight.get(), 2);
+    assert_eq!(
+        config.upstreams[2].health_check.kind,
+        HealthCheckKind::Postgres
+    );
+    let ListenerMode::Http(web) = &config.listeners[0].mode else {
+        panic!("web is http")
+    };
+    assert_eq!(web.headers.len(), 2);
+    assert_eq!(web.rules.len(), 3);
+    let RuleAction::Static { root } = &web.rules[1].action else {
+        panic!("assets rule is static")
+    };
+    assert!(
+        root.is_absolute() && root.join("index.html").is_file(),
+        "{}",
+        root.display()
+    );
+    let RuleAction::Proxy { pool, .. } = &web.rules[2].action else {
+        panic!("fallback proxies")
+    };
+    assert_eq!(pool.strategy.name(), "consistent-hash");
+    assert_eq!(pool.hash_key, Some(HashKey::Cookie("session".into())));
+    let ListenerMode::Tcp(pg) = &config.listeners[1].mode else {
+        panic!("postgres is tcp")
+    };
+    assert_eq!(pg.pool.upstreams, ["pg-1"]);
+    assert_eq!(
+        pg.proxy_protocol,
+        Some(sluice::config::ProxyProtocolVersion::V2)
+    );
+}

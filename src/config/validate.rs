@@ -133,6 +133,9 @@ impl Checker<'_> {
     pub fn boolean(&mut self, path: &str, scalar: Option<&Scalar>) -> Option<bool> {
         self.value(path, scalar, |_, s| match s {
             Scalar::Bool(b) => Ok(*b),
+            // Quoted, but unambiguous.
+            Scalar::Str(s) if s == "true" => Ok(true),
+            Scalar::Str(s) if s == "false" => Ok(false),
             other => Err(format!("expected `true` or `false`, found `{other}`")),
         })
     }
