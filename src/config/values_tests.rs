@@ -163,6 +163,13 @@ fn path_patterns() {
     assert!(path_pattern("/a?b=1").unwrap_err().contains("query"));
     assert!(path_pattern("/a//b").unwrap_err().contains("empty segment"));
     assert!(path_pattern("/a b").unwrap_err().contains("spaces"));
+    let err = |p: &str| path_pattern(p).unwrap_err();
+    assert!(err("/a/../b").contains("`..` segment"));
+    assert!(err("/a/%2E").contains("`%2E` segment"));
+    for bad in ["/a%zz", "/a%2", "/a%00", "/a%ff", "/a%+1"] {
+        assert!(err(bad).contains("bad `%` escape"), "{bad}");
+    }
+    assert_eq!(path_pattern("/caf%C3%A9").as_deref(), Ok("/caf%C3%A9"));
 }
 
 #[test]
