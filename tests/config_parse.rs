@@ -373,3 +373,21 @@ listeners:
     );
     assert_eq!(errs[1], "8:97: a tcp listener can hash only on `client-ip`");
 }
+
+#[test]
+fn endless_and_binary_files_are_refused() {
+    let start = Instant::now();
+    let err = config::load(Path::new("/dev/zero")).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("too large"), "{err}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("binary.yaml");
+    std::fs::write(&file, [0xff, 0xfe, 0x00]).expect("write");
+    let err = config::load(&file).unwrap_err();
+    assert!(err.to_string().ends_with("not UTF-8 text"), "{err}");
+}

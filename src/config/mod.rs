@@ -38,6 +38,7 @@ mod values;
 pub mod yaml;
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
@@ -123,16 +124,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }])
     };
-    let metadata =
-        std::fs::metadata(path).map_err(|err| whole_file(format!("cannot read config: {err}")))?;
-    if metadata.len() > MAX_FILE_SIZE {
+    let cannot_read = |err: std::io::Error| whole_file(format!("cannot read config: {err}"));
+    // Read at most one byte past the limit: `metadata().len()` is 0 for
+    // pipes and devices (`-c /dev/zero`), so only a bounded read is safe.
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(whole_file(format!(
-            "config file is too large ({} bytes; at most {MAX_FILE_SIZE})",
-            metadata.len()
+            "config file is too large (more than {MAX_FILE_SIZE} bytes)"
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| whole_file(format!("cannot read config: {err}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| whole_file("cannot read config: the file is not UTF-8 text".to_owned()))?;
     parse(&text, path)
 }
 
