@@ -4,6 +4,29 @@
 //! scalar, and [`validate`] turns them into the typed [`model::Config`],
 //! folding `defaults` in. Every problem found is reported at once, each with
 //! `file:line:column` (the [`yaml`] position index) and a one-line reason.
+//!
+//! # Choices where SPEC.md is silent
+//! - `listen: 8080` binds `0.0.0.0:8080`; `admin.listen: 9901` binds
+//!   `127.0.0.1:9901` (admin stays on loopback); `admin:` without `listen`
+//!   means `127.0.0.1:9901`. Port 0 is allowed for listeners (tests).
+//! - Two listeners (or a listener and the admin endpoint) clash when their
+//!   ports match and their IPs match or one is the wildcard of that family.
+//! - `mode` defaults to `http`. A rule without `path` is `/*`.
+//! - Durations: a whole number and `ms`, `s`, `m` or `h`, at most `8760h`;
+//!   every timeout and interval must be more than 0. Sizes: bytes or `k`,
+//!   `m`, `g` (binary multiples), at most 2^48.
+//! - Limits: `workers` ≤ 1024, `retries` ≤ 100, `weight` ≤ 1,000,000,
+//!   `rise`/`fall` ≤ 1000, `priority` within i32.
+//! - `methods` are the nine RFC 9110/5789 methods, any case.
+//! - `headers` may not set `host`, `content-length`, `transfer-encoding`,
+//!   `connection`, `keep-alive`, `proxy-connection`, `te`, `trailer` or
+//!   `upgrade` (framing and hop-by-hop headers: smuggling risks).
+//! - `strategy`, `hash_key` and `pass_host` on a `public` rule are errors;
+//!   a tcp listener's `hash_key` may only be `client-ip`.
+//! - Upstream ids use letters, digits, `-`, `_`, `.` (they are metric labels).
+//! - YAML aliases, several documents, duplicate keys, nesting deeper than 64
+//!   and files over 16 MiB are refused; unquoted `yes`/`no`/`on`/`off`
+//!   where text is expected are refused (YAML 1.1 reads them as booleans).
 
 pub mod model;
 mod raw;
@@ -15,6 +38,7 @@ mod values;
 pub mod yaml;
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
@@ -100,16 +124,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }])
     };
-    let metadata =
-        std::fs::metadata(path).map_err(|err| whole_file(format!("cannot read config: {err}")))?;
-    if metadata.len() > MAX_FILE_SIZE {
+    let cannot_read = |err: std::io::Error| whole_file(format!("cannot read config: {err}"));
+    // Read at most one byte past the limit: `metadata().len()` is 0 for
+    // pipes and devices (`-c /dev/zero`), so only a bounded read is safe.
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(whole_file(format!(
-            "config file is too large ({} bytes; at most {MAX_FILE_SIZE})",
-            metadata.len()
+            "config file is too large (more than {MAX_FILE_SIZE} bytes)"
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| whole_file(format!("cannot read config: {err}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| whole_file("cannot read config: the file is not UTF-8 text".to_owned()))?;
     parse(&text, path)
 }
 
@@ -129,7 +158,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
                 errors.into_iter().map(|e| at(e.pos, e.message)).collect();
             if errors.len() == 1 && errors[0].message.starts_with("syntax: ") {
                 // A syntax error: prefer yaml_serde's wording and position.
-                match yaml::from_str::<raw::RawConfig>(text) {
+                match yaml::from_str::<serde::de::IgnoredAny>(text) {
                     Err(err) => errors = vec![at(err.pos, err.message)],
                     Ok(_) => errors[0].message = errors[0].message["syntax: ".len()..].to_owned(),
                 }

@@ -6,7 +6,7 @@
 //! upstreams; listeners and rules are in [`super::validate_listeners`].
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
 use std::time::Duration;
@@ -28,9 +28,11 @@ const YAML11_BOOLS: [&str; 10] = [
 /// Turns raw scalars into typed values, recording each failure at the
 /// position of the offending key or value.
 pub(super) struct Checker<'a> {
+    /// Where every node is.
     index: &'a Index,
     /// The config file, for messages and relative paths.
     pub source: &'a Path,
+    /// Where problems go.
     errors: &'a mut Vec<ConfigError>,
 }
 
@@ -45,6 +47,7 @@ impl Checker<'_> {
         self.push(self.index.key(path), message.into());
     }
 
+    /// Records `message` at `pos`.
     fn push(&mut self, pos: super::yaml::Pos, message: String) {
         self.errors.push(ConfigError {
             file: self.source.to_owned(),
@@ -130,6 +133,9 @@ impl Checker<'_> {
     pub fn boolean(&mut self, path: &str, scalar: Option<&Scalar>) -> Option<bool> {
         self.value(path, scalar, |_, s| match s {
             Scalar::Bool(b) => Ok(*b),
+            // Quoted, but unambiguous.
+            Scalar::Str(s) if s == "true" => Ok(true),
+            Scalar::Str(s) if s == "false" => Ok(false),
             other => Err(format!("expected `true` or `false`, found `{other}`")),
         })
     }
@@ -149,6 +155,11 @@ impl Checker<'_> {
                     .trim()
                     .parse::<i128>()
                     .map_err(|_| format!("expected a whole number, found `{t}`"))?,
+                // YAML reads `1e10`, and integers too large for i128, as floats.
+                Scalar::Float(x) if x.fract() == 0.0 && x.abs() < 1e30 => *x as i128,
+                Scalar::Float(x) if x.is_finite() && x.fract() == 0.0 => {
+                    return Err(format!("`{}` is too large (at most {max})", last_key(path)));
+                }
                 other => return Err(format!("expected a whole number, found `{other}`")),
             };
             let key = last_key(path);
@@ -280,8 +291,43 @@ impl Checker<'_> {
         if let Some(n) = self.nonzero(&key("fall"), raw.fall.as_ref(), 1000) {
             check.fall = n;
         }
+        if check.kind != HealthCheckKind::Http {
+            // Set in this very block yet unused: most likely a mistake.
+            for (name, set) in [
+                ("path", raw.path.is_some()),
+                ("host", raw.host.is_some()),
+                ("expect_status", raw.expect_status.is_some()),
+            ] {
+                if set {
+                    self.at_key(
+                        &key(name),
+                        format!(
+                            "`{name}` applies only to `kind: http` health checks (this one is `{}`)",
+                            kind_name(check.kind)
+                        ),
+                    );
+                }
+            }
+        }
         check
     }
+}
+
+/// Health check kinds by config name.
+const KINDS: [(&str, HealthCheckKind); 5] = [
+    ("tcp", HealthCheckKind::Tcp),
+    ("http", HealthCheckKind::Http),
+    ("redis", HealthCheckKind::Redis),
+    ("postgres", HealthCheckKind::Postgres),
+    ("none", HealthCheckKind::None),
+];
+
+/// The config name of a health check kind.
+fn kind_name(kind: HealthCheckKind) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("none", |(name, _)| *name)
 }
 
 /// The last key of a node path, for messages (`defaults.retries` → `retries`).
@@ -307,21 +353,14 @@ fn status_set(scalar: &Scalar) -> Result<StatusSet, String> {
 
 /// Parses a health check kind by name.
 fn health_check_kind(name: &str) -> Result<HealthCheckKind, String> {
-    const KINDS: [(&str, HealthCheckKind); 5] = [
-        ("tcp", HealthCheckKind::Tcp),
-        ("http", HealthCheckKind::Http),
-        ("redis", HealthCheckKind::Redis),
-        ("postgres", HealthCheckKind::Postgres),
-        ("none", HealthCheckKind::None),
-    ];
     match KINDS.iter().find(|(n, _)| *n == name) {
         Some((_, kind)) => Ok(*kind),
-        None => {
-            let hint = did_you_mean(name, KINDS.iter().map(|(n, _)| *n));
-            Err(format!(
-                "unknown health check kind `{name}`{hint} (tcp, http, redis, postgres, none)"
-            ))
-        }
+        None => match did_you_mean(name, KINDS.iter().map(|(n, _)| *n)) {
+            hint if hint.is_empty() => Err(format!(
+                "unknown health check kind `{name}`; use tcp, http, redis, postgres or none"
+            )),
+            hint => Err(format!("unknown health check kind `{name}`{hint}")),
+        },
     }
 }
 
@@ -367,6 +406,9 @@ pub(super) fn validate(
             Scalar::Int(n) => Err(format!(
                 "`workers` must be `auto` or more than 0, found `{n}`"
             )),
+            Scalar::Float(_) => {
+                Err("`workers` must be `auto` or a number of processes (at most 1024)".to_owned())
+            }
             other => match ck.text("workers", other)?.as_ref() {
                 "auto" => Ok(Workers::Auto),
                 text => Err(format!(
@@ -414,15 +456,18 @@ pub(super) fn validate(
         settings,
         &health,
     );
-    let ids: HashMap<String, usize> = upstreams
+    // Every id written, valid or not: an upstream with a bad address is
+    // reported once, not again by every pool that names it.
+    let ids: HashSet<String> = raw
+        .upstreams
         .iter()
-        .enumerate()
-        .map(|(i, u)| (u.id.clone(), i))
+        .flatten()
+        .filter_map(|u| u.id.as_ref().map(Scalar::to_string))
         .collect();
 
     let listeners = match raw.listeners.as_deref() {
         None => {
-            ck.at_value("", "no `listeners`: add at least one listener");
+            ck.at_key("listeners", "no `listeners`: add at least one listener");
             Vec::new()
         }
         Some([]) => {

@@ -25,7 +25,7 @@ const CONSISTENT_HASH: &str = "consistent-hash";
 pub(super) fn listeners(
     ck: &mut Checker<'_>,
     raw: &[RawListener],
-    ids: &HashMap<String, usize>,
+    ids: &HashSet<String>,
     defaults: Settings,
     admin: Option<&AdminConfig>,
 ) -> Vec<ListenerConfig> {
@@ -82,18 +82,24 @@ pub(super) fn listeners(
         }
 
         let mode_path = key("mode");
-        let mode = ck
-            .value(&mode_path, listener.mode.as_ref(), |ck, s| {
-                match ck.text(&mode_path, s)?.as_ref() {
-                    "http" => Ok(true),
-                    "tcp" => Ok(false),
-                    other => Err(format!(
-                        "unknown mode `{other}`{}; use `http` or `tcp`",
-                        did_you_mean(other, ["http", "tcp"])
-                    )),
-                }
-            })
-            .unwrap_or(true);
+        let mode = ck.value(&mode_path, listener.mode.as_ref(), |ck, s| {
+            match ck.text(&mode_path, s)?.as_ref() {
+                "http" => Ok(true),
+                "tcp" => Ok(false),
+                other => match did_you_mean(other, ["http", "tcp"]) {
+                    hint if hint.is_empty() => {
+                        Err(format!("unknown mode `{other}`; use `http` or `tcp`"))
+                    }
+                    hint => Err(format!("unknown mode `{other}`{hint}")),
+                },
+            }
+        });
+        if listener.mode.is_some() && mode.is_none() {
+            // The mode decides which keys apply: checking them would only
+            // add noise to the error already reported.
+            continue;
+        }
+        let mode = mode.unwrap_or(true);
         let settings = ck.settings(defaults, listener.settings(), &path);
         let mode = if mode {
             http_listener(ck, listener, &path, ids, settings).map(ListenerMode::Http)
@@ -127,7 +133,7 @@ fn http_listener(
     ck: &mut Checker<'_>,
     listener: &RawListener,
     path: &str,
-    ids: &HashMap<String, usize>,
+    ids: &HashSet<String>,
     settings: Settings,
 ) -> Option<HttpListenerConfig> {
     let misplaced = [
@@ -196,7 +202,7 @@ fn tcp_listener(
     ck: &mut Checker<'_>,
     listener: &RawListener,
     path: &str,
-    ids: &HashMap<String, usize>,
+    ids: &HashSet<String>,
 ) -> Option<TcpListenerConfig> {
     if listener.rules.is_some() {
         ck.at_key(
@@ -238,6 +244,18 @@ fn tcp_listener(
         ids,
         "a tcp listener needs `upstreams`",
     )?;
+    if pool
+        .hash_key
+        .as_ref()
+        .is_some_and(|key| *key != HashKey::ClientIp)
+    {
+        // Headers, cookies, paths and queries are HTTP; a tunnel has none.
+        ck.at_value(
+            &key("hash_key"),
+            "a tcp listener can hash only on `client-ip`",
+        );
+        return None;
+    }
     Some(TcpListenerConfig {
         pool,
         proxy_protocol,
@@ -282,7 +300,7 @@ fn rule_config(
     ck: &mut Checker<'_>,
     rule: &RawRule,
     path: &str,
-    ids: &HashMap<String, usize>,
+    ids: &HashSet<String>,
     listener: Settings,
 ) -> Option<RuleConfig> {
     let key = |name: &str| join(path, name);
@@ -414,7 +432,7 @@ fn pool(
     upstreams: Option<&[Scalar]>,
     strategy: Option<&Scalar>,
     hash_key: Option<&Scalar>,
-    ids: &HashMap<String, usize>,
+    ids: &HashSet<String>,
     missing: &str,
 ) -> Option<PoolConfig> {
     let key = |name: &str| join(path, name);
@@ -439,8 +457,8 @@ fn pool(
             complete = false;
             continue;
         };
-        if !ids.contains_key(&id) {
-            let hint = did_you_mean(&id, ids.keys().map(String::as_str));
+        if !ids.contains(&id) {
+            let hint = did_you_mean(&id, ids.iter().map(String::as_str));
             ck.at_value(&id_path, format!("unknown upstream `{id}`{hint}"));
             complete = false;
         } else if names.contains(&id) {
@@ -454,12 +472,13 @@ fn pool(
         let name = ck.text(&strategy_path, s)?;
         StrategyKind::from_str(&name).map_err(|_| {
             let known = StrategyKind::ALL.iter().map(|(n, _)| *n);
-            let hint = did_you_mean(&name, known.clone());
-            let list: Vec<&str> = known.collect();
-            format!(
-                "unknown strategy `{name}`{hint} (known: {})",
-                list.join(", ")
-            )
+            match did_you_mean(&name, known.clone()) {
+                hint if hint.is_empty() => {
+                    let list: Vec<&str> = known.collect();
+                    format!("unknown strategy `{name}`; use one of: {}", list.join(", "))
+                }
+                hint => format!("unknown strategy `{name}`{hint}"),
+            }
         })
     });
     let strategy_invalid = strategy.is_some() && kind.is_none();

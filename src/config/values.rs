@@ -234,6 +234,17 @@ pub fn path_pattern(text: &str) -> Result<String, String> {
         return Err(format!("path `{text}` has an empty segment (`//`)"));
     }
     for segment in text.split('/') {
+        if !percent_encoding_ok(segment) {
+            return Err(format!(
+                "path `{text}` has a bad `%` escape (two hex digits, decoding to UTF-8 without NUL)"
+            ));
+        }
+        let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+        if dots == "." || dots == ".." {
+            return Err(format!(
+                "path `{text}` has a `{segment}` segment; request paths are matched with them removed"
+            ));
+        }
         if segment.contains('*') && segment != "*" {
             return Err(format!(
                 "`*` must be a whole segment in path `{text}` (as in `/users/*/avatar` or `/assets/*`)"
@@ -241,6 +252,31 @@ pub fn path_pattern(text: &str) -> Result<String, String> {
         }
     }
     Ok(text.to_owned())
+}
+
+/// Whether `segment`'s percent-escapes are well formed and decode to
+/// UTF-8 without NUL, as the router requires of request paths.
+fn percent_encoding_ok(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex_value = |b: u8| char::from(b).to_digit(16);
+            let high = bytes.get(i + 1).copied().and_then(hex_value);
+            let low = bytes.get(i + 2).copied().and_then(hex_value);
+            let (Some(high), Some(low)) = (high, low) else {
+                return false;
+            };
+            // Two hex digits: at most 0xff, so the narrowing is exact.
+            decoded.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    !decoded.contains(&0) && std::str::from_utf8(&decoded).is_ok()
 }
 
 /// Checks a host pattern (`example.com` or `*.example.com`) and returns it

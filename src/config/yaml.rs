@@ -57,10 +57,40 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), Yam
                 .unwrap_or(Pos { line: 1, column: 1 });
             let full = err.to_string();
             // yaml_serde appends " at line L column C"; the position is ours to print.
-            let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+            let message = tidy(full.split(" at line ").next().unwrap_or(&full));
             YamlError { pos, message }
         })?;
     Ok((value, unknown))
+}
+
+/// Rewords serde's type errors for config authors:
+/// `listeners: invalid type: map, expected a sequence` becomes
+/// `` `listeners` must be a list, found a map``.
+fn tidy(message: &str) -> String {
+    if message == "recursion limit exceeded" {
+        return "nesting too deep".to_owned();
+    }
+    let Some((path, rest)) = message.split_once(": invalid type: ") else {
+        return message.to_owned();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return message.to_owned();
+    };
+    let plain = |what: &str| -> String {
+        match what {
+            "map" => "a map".to_owned(),
+            "sequence" | "a sequence" => "a list".to_owned(),
+            "unit value" => "nothing".to_owned(),
+            w if w.starts_with("struct ") => "a map".to_owned(),
+            w if w.starts_with("sequence") => "a list".to_owned(),
+            w => w.to_owned(),
+        }
+    };
+    format!(
+        "`{path}` must be {}, found {}",
+        plain(expected),
+        plain(found)
+    )
 }
 
 /// Converts a `serde_ignored` path into the index's path syntax.
@@ -112,6 +142,7 @@ struct Node {
 /// Where every node of a YAML document is, by node path.
 #[derive(Debug, Default)]
 pub struct Index {
+    /// Every node by path (`listeners[0].rules[1].path`).
     nodes: HashMap<String, Node>,
     /// Kind of the root node, if the document has one.
     root: Option<RootKind>,
@@ -130,17 +161,25 @@ pub enum RootKind {
 
 /// One open collection while walking the events.
 enum Frame {
+    /// A map being read.
     Map {
+        /// Its node path.
         path: String,
+        /// The key whose value comes next; `None` when a key comes next.
         key: Option<String>,
+        /// Keys read so far, to refuse duplicates.
         seen: HashSet<String>,
     },
+    /// A list being read.
     Seq {
+        /// Its node path.
         path: String,
+        /// Index of the next item.
         next: usize,
     },
 }
 
+/// Where an event starts, 1-based.
 fn pos(span: &Span) -> Pos {
     Pos {
         line: span.start.line(),
@@ -168,8 +207,11 @@ impl Index {
                             line: mark.line(),
                             column: mark.col() + 1,
                         },
-                        // Marked so the caller can prefer yaml_serde's wording.
-                        message: format!("syntax: {}", err.info()),
+                        message: match err.info() {
+                            "recursion limit exceeded" => "nesting too deep".to_owned(),
+                            // Marked so the caller can prefer yaml_serde's wording.
+                            info => format!("syntax: {info}"),
+                        },
                     });
                     return Err(errors);
                 }
@@ -196,13 +238,13 @@ impl Index {
                     }
                 }
                 Event::Alias(_) => {
+                    // Refused outright: expanding aliases is how "billion laughs"
+                    // makes a few lines into gigabytes.
                     errors.push(YamlError {
                         pos: at,
                         message: "YAML aliases (`*name`) are not supported in a config file".into(),
                     });
-                    // Walk on as if it were a value, to report other problems too.
-                    index.enter(&mut stack, at, false);
-                    index.leave(&mut stack);
+                    return Err(errors);
                 }
                 Event::Scalar(value, style, _, _) => {
                     if let Some(Frame::Map {
