@@ -44,7 +44,12 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// Config file.
-    #[arg(short, long = "config", env = "SLUICE_CONFIG", default_value = "sluice.yaml")]
+    #[arg(
+        short,
+        long = "config",
+        env = "SLUICE_CONFIG",
+        default_value = "sluice.yaml"
+    )]
     pub config: PathBuf,
 }
 
@@ -52,12 +57,16 @@ pub struct ConfigArg {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(arg) => {
-            let Some(config) = load_or_print(&arg.config) else { return Ok(1) };
+            let Some(config) = load_or_print(&arg.config) else {
+                return Ok(1);
+            };
             crate::supervisor::run(&config)?;
             Ok(0)
         }
         Command::Check(arg) => {
-            let Some(config) = load_or_print(&arg.config) else { return Ok(1) };
+            let Some(config) = load_or_print(&arg.config) else {
+                return Ok(1);
+            };
             if let Err(error) = crate::runtime::compile(&config) {
                 eprintln!("{}: {error}", arg.config.display());
                 return Ok(1);
@@ -79,7 +88,11 @@ fn load_or_print(path: &Path) -> Option<Config> {
         Ok(config) => Some(config),
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("{}: {} error(s); nothing was started", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} error(s); nothing was started",
+                path.display(),
+                errors.0.len()
+            );
             None
         }
     }
@@ -87,7 +100,11 @@ fn load_or_print(path: &Path) -> Option<Config> {
 
 fn init(file: &Path) -> anyhow::Result<i32> {
     use std::io::Write;
-    let mut out = match std::fs::OpenOptions::new().write(true).create_new(true).open(file) {
+    let mut out = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+    {
         Ok(out) => out,
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             eprintln!("{}: already exists; not overwriting it", file.display());
@@ -96,7 +113,11 @@ fn init(file: &Path) -> anyhow::Result<i32> {
         Err(error) => return Err(anyhow::anyhow!("{}: {error}", file.display())),
     };
     out.write_all(crate::starter::STARTER_CONFIG.as_bytes())?;
-    println!("wrote {}; check it with `sluice check -c {}`", file.display(), file.display());
+    println!(
+        "wrote {}; check it with `sluice check -c {}`",
+        file.display(),
+        file.display()
+    );
     Ok(0)
 }
 
@@ -108,13 +129,28 @@ pub fn summary(config: &Config) -> String {
         match &listener.mode {
             ListenerMode::Http(http) => {
                 // Writing to a String cannot fail.
-                writeln!(out, "  listener {} (http) on {}: {} rule(s)", listener.name, listener.listen, http.rules.len()).expect("write to String");
+                writeln!(
+                    out,
+                    "  listener {} (http) on {}: {} rule(s)",
+                    listener.name,
+                    listener.listen,
+                    http.rules.len()
+                )
+                .expect("write to String");
                 for rule in &http.rules {
                     let target = match &rule.action {
-                        RuleAction::Proxy { pool, .. } => format!("{} over [{}]", pool.strategy.name(), pool.upstreams.join(", ")),
+                        RuleAction::Proxy { pool, .. } => format!(
+                            "{} over [{}]",
+                            pool.strategy.name(),
+                            pool.upstreams.join(", ")
+                        ),
                         RuleAction::Static { root } => format!("files in {}", root.display()),
                     };
-                    let host = rule.host.as_deref().map(|h| format!(" host {h}")).unwrap_or_default();
+                    let host = rule
+                        .host
+                        .as_deref()
+                        .map(|h| format!(" host {h}"))
+                        .unwrap_or_default();
                     writeln!(out, "    {}{host} -> {target}", rule.path).expect("write to String");
                 }
             }

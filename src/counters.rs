@@ -99,19 +99,26 @@ impl Region {
     /// The row a worker writes (`worker` counts from 0).
     pub fn worker_row(self: &Arc<Self>, worker: usize) -> Row {
         assert!(worker + 1 < self.rows, "worker {worker} has no row");
-        Row { region: Arc::clone(self), row: worker + 1 }
+        Row {
+            region: Arc::clone(self),
+            row: worker + 1,
+        }
     }
 
     /// Sum of a listener counter over every worker row.
     pub fn listener_total(&self, listener: usize, counter: ListenerCounter) -> u64 {
         let slot = listener_slot(listener, counter);
-        (1..self.rows).map(|row| self.slots(row)[slot].load(Ordering::Relaxed)).sum()
+        (1..self.rows)
+            .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Sum of an upstream counter over every worker row.
     pub fn upstream_total(&self, upstream: usize, counter: UpstreamCounter) -> u64 {
         let slot = upstream_slot(upstream, counter);
-        (1..self.rows).map(|row| self.slots(row)[slot].load(Ordering::Relaxed)).sum()
+        (1..self.rows)
+            .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Whether an upstream is currently considered up.
@@ -126,12 +133,18 @@ impl Region {
 }
 
 fn listener_slot(listener: usize, counter: ListenerCounter) -> usize {
-    assert!(listener < MAX_LISTENERS, "listener slot {listener} out of range");
+    assert!(
+        listener < MAX_LISTENERS,
+        "listener slot {listener} out of range"
+    );
     listener * LISTENER_FIELDS + counter as usize
 }
 
 fn upstream_slot(upstream: usize, counter: UpstreamCounter) -> usize {
-    assert!(upstream < MAX_UPSTREAMS, "upstream slot {upstream} out of range");
+    assert!(
+        upstream < MAX_UPSTREAMS,
+        "upstream slot {upstream} out of range"
+    );
     MAX_LISTENERS * LISTENER_FIELDS + upstream * UPSTREAM_FIELDS + counter as usize
 }
 
@@ -150,12 +163,14 @@ impl Row {
 
     /// Adds to a listener counter.
     pub fn add_listener(&self, listener: usize, counter: ListenerCounter, n: u64) {
-        self.region.slots(self.row)[listener_slot(listener, counter)].fetch_add(n, Ordering::Relaxed);
+        self.region.slots(self.row)[listener_slot(listener, counter)]
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Subtracts from a listener gauge.
     pub fn sub_listener(&self, listener: usize, counter: ListenerCounter, n: u64) {
-        self.region.slots(self.row)[listener_slot(listener, counter)].fetch_sub(n, Ordering::Relaxed);
+        self.region.slots(self.row)[listener_slot(listener, counter)]
+            .fetch_sub(n, Ordering::Relaxed);
     }
 
     /// This worker's value of a listener counter.
@@ -165,12 +180,14 @@ impl Row {
 
     /// Adds to an upstream counter.
     pub fn add_upstream(&self, upstream: usize, counter: UpstreamCounter, n: u64) {
-        self.region.slots(self.row)[upstream_slot(upstream, counter)].fetch_add(n, Ordering::Relaxed);
+        self.region.slots(self.row)[upstream_slot(upstream, counter)]
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Subtracts from an upstream gauge.
     pub fn sub_upstream(&self, upstream: usize, counter: UpstreamCounter, n: u64) {
-        self.region.slots(self.row)[upstream_slot(upstream, counter)].fetch_sub(n, Ordering::Relaxed);
+        self.region.slots(self.row)[upstream_slot(upstream, counter)]
+            .fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Counts a response by its status class.
@@ -198,13 +215,17 @@ impl ActiveGuard {
     /// Counts one more active connection or request on `upstream`.
     pub fn new(row: &Row, upstream: usize) -> ActiveGuard {
         row.add_upstream(upstream, UpstreamCounter::Active, 1);
-        ActiveGuard { row: row.clone(), upstream }
+        ActiveGuard {
+            row: row.clone(),
+            upstream,
+        }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.row.sub_upstream(self.upstream, UpstreamCounter::Active, 1);
+        self.row
+            .sub_upstream(self.upstream, UpstreamCounter::Active, 1);
     }
 }
 
@@ -220,13 +241,17 @@ impl ConnectionGuard {
     pub fn new(row: &Row, listener: usize) -> ConnectionGuard {
         row.add_listener(listener, ListenerCounter::ConnectionsTotal, 1);
         row.add_listener(listener, ListenerCounter::ConnectionsActive, 1);
-        ConnectionGuard { row: row.clone(), listener }
+        ConnectionGuard {
+            row: row.clone(),
+            listener,
+        }
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.row.sub_listener(self.listener, ListenerCounter::ConnectionsActive, 1);
+        self.row
+            .sub_listener(self.listener, ListenerCounter::ConnectionsActive, 1);
     }
 }
 

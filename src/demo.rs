@@ -21,7 +21,9 @@ const BACKENDS: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 /// Starts the backends and the balancer on `port`, prints what to try,
 /// and serves until Ctrl-C.
 pub fn run(port: u16) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let addresses = rt.block_on(async {
         let mut addresses = Vec::new();
         for name in BACKENDS {
@@ -34,7 +36,8 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let path = dir.join("demo.yaml");
     std::fs::write(&path, demo_config(port, &addresses))?;
-    let config = crate::config::load(&path).map_err(|errors| anyhow::anyhow!("demo config: {errors}"))?;
+    let config =
+        crate::config::load(&path).map_err(|errors| anyhow::anyhow!("demo config: {errors}"))?;
     let instance = Instance::start(&config)?;
     let web = instance.address("web");
     println!("sluice demo: a balancer on http://{web} in front of three backends");
@@ -44,7 +47,9 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     println!("config used: {}\n", path.display());
     println!("Try:");
     println!("  curl http://{web}/                       # round-robin: run it a few times");
-    println!("  curl -H 'x-user: ann' http://{web}/sticky/  # consistent-hash on x-user: same backend every time");
+    println!(
+        "  curl -H 'x-user: ann' http://{web}/sticky/  # consistent-hash on x-user: same backend every time"
+    );
     println!("  curl http://{web}/api/hello              # least-connections");
     println!("  curl --path-as-is http://{web}/x/../api/  # paths are normalised before routing");
     println!("\nCtrl-C to stop.");
@@ -75,23 +80,44 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
 
 async fn serve_backend(listener: TcpListener, name: &'static str) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| async move { Ok::<_, Infallible>(answer(name, &req)) });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(answer(name, &req))
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
 fn answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("-");
-    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-    let body = format!("{name} answered {} {} (x-forwarded-for: {forwarded}, x-request-id: {id})\n", req.method(), req.uri());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let body = format!(
+        "{name} answered {} {} (x-forwarded-for: {forwarded}, x-request-id: {id})\n",
+        req.method(),
+        req.uri()
+    );
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert("x-backend", http::HeaderValue::from_static(match name {
-        "demo-1" => "demo-1",
-        "demo-2" => "demo-2",
-        _ => "demo-3",
-    }));
+    response.headers_mut().insert(
+        "x-backend",
+        http::HeaderValue::from_static(match name {
+            "demo-1" => "demo-1",
+            "demo-2" => "demo-2",
+            _ => "demo-3",
+        }),
+    );
     response
 }

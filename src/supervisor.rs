@@ -38,8 +38,12 @@ impl Instance {
         let mut sockets = Vec::with_capacity(runtime.listeners.len());
         let mut addresses = BTreeMap::new();
         for listener in &runtime.listeners {
-            let socket = crate::listener::bind(listener.listen)
-                .with_context(|| format!("listener `{}`: cannot bind {}", listener.name, listener.listen))?;
+            let socket = crate::listener::bind(listener.listen).with_context(|| {
+                format!(
+                    "listener `{}`: cannot bind {}",
+                    listener.name, listener.listen
+                )
+            })?;
             addresses.insert(listener.name.clone(), socket.local_addr()?);
             sockets.push(socket);
         }
@@ -50,7 +54,12 @@ impl Instance {
         let thread = std::thread::Builder::new()
             .name("sluice-worker".into())
             .spawn(move || worker_main(runtime, row, sockets, stopped, drain_timeout))?;
-        Ok(Instance { addresses, region, stop, thread: Some(thread) })
+        Ok(Instance {
+            addresses,
+            region,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The bound address of listener `name`.
@@ -85,7 +94,10 @@ fn worker_main(
     stopped: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(error) => {
             tracing::error!(%error, "cannot start the worker runtime");
@@ -106,13 +118,20 @@ fn worker_main(
             let stop = stopped.clone();
             let worker = std::rc::Rc::clone(&worker);
             match runtime.listeners[index].kind {
-                ListenerKind::Http(_) => tokio::task::spawn_local(crate::http::serve(listener, worker, index, stop)),
-                ListenerKind::Tcp(_) => tokio::task::spawn_local(crate::tcp::serve(listener, worker, index, stop)),
+                ListenerKind::Http(_) => {
+                    tokio::task::spawn_local(crate::http::serve(listener, worker, index, stop))
+                }
+                ListenerKind::Tcp(_) => {
+                    tokio::task::spawn_local(crate::tcp::serve(listener, worker, index, stop))
+                }
             };
         }
         let mut stopped = stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
-        if tokio::time::timeout(drain_timeout, worker.drained()).await.is_err() {
+        if tokio::time::timeout(drain_timeout, worker.drained())
+            .await
+            .is_err()
+        {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     });
@@ -121,9 +140,15 @@ fn worker_main(
 /// `sluice run`: serve `config` until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let instance = Instance::start(config)?;
-    let listeners: Vec<String> = instance.addresses.iter().map(|(name, addr)| format!("{name}={addr}")).collect();
+    let listeners: Vec<String> = instance
+        .addresses
+        .iter()
+        .map(|(name, addr)| format!("{name}={addr}"))
+        .collect();
     tracing::info!(config = %config.source.display(), listeners = %listeners.join(" "), "sluice ready");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(wait_for_stop_signal())?;
     tracing::info!(drain_timeout = ?config.drain_timeout, "stopping: draining open connections");
     instance.stop();

@@ -16,7 +16,12 @@ use crate::runtime::{ListenerKind, Runtime};
 
 /// Accepts TCP connections on `listener` (the runtime's listener `index`)
 /// until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    worker: Rc<Worker>,
+    index: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -32,8 +37,14 @@ pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut 
         let runtime = worker.runtime.load_full();
         let listener_config = &runtime.listeners[index];
         let slot = listener_config.slot;
-        if worker.row.listener(slot, ListenerCounter::ConnectionsActive) >= u64::from(listener_config.settings.max_connections) {
-            worker.row.add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+        if worker
+            .row
+            .listener(slot, ListenerCounter::ConnectionsActive)
+            >= u64::from(listener_config.settings.max_connections)
+        {
+            worker
+                .row
+                .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
             continue;
         }
         let guard = ConnectionGuard::new(&worker.row, slot);
@@ -45,37 +56,68 @@ pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut 
     }
 }
 
-async fn tunnel(worker: &Worker, runtime: &Runtime, index: usize, mut client: TcpStream, client_addr: SocketAddr) {
+async fn tunnel(
+    worker: &Worker,
+    runtime: &Runtime,
+    index: usize,
+    mut client: TcpStream,
+    client_addr: SocketAddr,
+) {
     let listener = &runtime.listeners[index];
-    let ListenerKind::Tcp(route) = &listener.kind else { return };
+    let ListenerKind::Tcp(route) = &listener.kind else {
+        return;
+    };
     let mut tried = Tried::default();
     for _ in 0..=listener.settings.retries {
-        let ctx = PickContext { client: Some(client_addr.ip()), key: None, tried };
-        let Some(pick) = route.pool.pick(worker.row.region(), &ctx) else { return };
+        let ctx = PickContext {
+            client: Some(client_addr.ip()),
+            key: None,
+            tried,
+        };
+        let Some(pick) = route.pool.pick(worker.row.region(), &ctx) else {
+            return;
+        };
         tried.insert(pick.index);
         let upstream = &runtime.upstreams[route.pool.members[pick.index]];
-        let timeout = upstream.connect_timeout.unwrap_or(listener.settings.connect_timeout);
+        let timeout = upstream
+            .connect_timeout
+            .unwrap_or(listener.settings.connect_timeout);
         let mut server = match tokio::time::timeout(timeout, connect_tcp(&upstream.address)).await {
             Ok(Ok(server)) => server,
             Ok(Err(error)) => {
-                worker.row.add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                worker
+                    .row
+                    .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
                 tracing::warn!(upstream = %upstream.id, %error, "connect failed");
                 continue;
             }
             Err(_) => {
-                worker.row.add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                worker
+                    .row
+                    .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
                 tracing::warn!(upstream = %upstream.id, "connect timed out");
                 continue;
             }
         };
         let _ = server.set_nodelay(true);
         let _active = ActiveGuard::new(&worker.row, upstream.slot);
-        worker.row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
-        if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-            worker.row.add_listener(listener.slot, ListenerCounter::ReceivedBytes, sent);
-            worker.row.add_listener(listener.slot, ListenerCounter::SentBytes, received);
-            worker.row.add_upstream(upstream.slot, UpstreamCounter::SentBytes, sent);
-            worker.row.add_upstream(upstream.slot, UpstreamCounter::ReceivedBytes, received);
+        worker
+            .row
+            .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
+        if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut client, &mut server).await
+        {
+            worker
+                .row
+                .add_listener(listener.slot, ListenerCounter::ReceivedBytes, sent);
+            worker
+                .row
+                .add_listener(listener.slot, ListenerCounter::SentBytes, received);
+            worker
+                .row
+                .add_upstream(upstream.slot, UpstreamCounter::SentBytes, sent);
+            worker
+                .row
+                .add_upstream(upstream.slot, UpstreamCounter::ReceivedBytes, received);
         }
         return;
     }

@@ -28,14 +28,23 @@ async fn backend_of(http: &reqwest::Client, url: &str, user: Option<&str>) -> St
 
 #[tokio::test]
 async fn round_robin_gives_three_backends_equal_shares() {
-    let (a, b, c) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await);
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
     let proxy = Proxy::start(&config(&[&a, &b, &c], "        strategy: round-robin\n"));
     let http = client();
     let mut shares: HashMap<String, usize> = HashMap::new();
     for _ in 0..300 {
-        *shares.entry(backend_of(&http, &proxy.url("web", "/"), None).await).or_default() += 1;
+        *shares
+            .entry(backend_of(&http, &proxy.url("web", "/"), None).await)
+            .or_default() += 1;
     }
-    assert_eq!(shares, HashMap::from([("a".into(), 100), ("b".into(), 100), ("c".into(), 100)]));
+    assert_eq!(
+        shares,
+        HashMap::from([("a".into(), 100), ("b".into(), 100), ("c".into(), 100)])
+    );
 }
 
 #[tokio::test]
@@ -46,15 +55,24 @@ async fn weights_are_respected_by_round_robin() {
     let http = client();
     let mut shares: HashMap<String, usize> = HashMap::new();
     for _ in 0..80 {
-        *shares.entry(backend_of(&http, &proxy.url("web", "/"), None).await).or_default() += 1;
+        *shares
+            .entry(backend_of(&http, &proxy.url("web", "/"), None).await)
+            .or_default() += 1;
     }
     assert_eq!(shares, HashMap::from([("a".into(), 60), ("b".into(), 20)]));
 }
 
 #[tokio::test]
 async fn consistent_hash_on_a_header_keeps_each_user_on_one_backend() {
-    let (a, b, c) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await);
-    let proxy = Proxy::start(&config(&[&a, &b, &c], "        strategy: consistent-hash\n        hash_key: header:x-user\n"));
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let proxy = Proxy::start(&config(
+        &[&a, &b, &c],
+        "        strategy: consistent-hash\n        hash_key: header:x-user\n",
+    ));
     let http = client();
     let mut home: HashMap<String, String> = HashMap::new();
     for round in 0..5 {
@@ -77,14 +95,21 @@ async fn consistent_hash_on_a_header_keeps_each_user_on_one_backend() {
         }
         seen
     };
-    assert_eq!(without_key.len(), 3, "requests without the key fall back to round-robin");
+    assert_eq!(
+        without_key.len(),
+        3,
+        "requests without the key fall back to round-robin"
+    );
 }
 
 #[tokio::test]
 async fn least_connections_steers_new_requests_away_from_a_busy_backend() {
     let slow = Backend::start_with_delay("slow", Duration::from_millis(1500)).await;
     let (f1, f2) = (Backend::start("fast1").await, Backend::start("fast2").await);
-    let proxy = Proxy::start(&config(&[&slow, &f1, &f2], "        strategy: least-connections\n"));
+    let proxy = Proxy::start(&config(
+        &[&slow, &f1, &f2],
+        "        strategy: least-connections\n",
+    ));
     let url = proxy.url("web", "/");
     // Three at once: one lands on each backend, so the slow one holds one.
     let first: Vec<_> = (0..3)
@@ -99,7 +124,10 @@ async fn least_connections_steers_new_requests_away_from_a_busy_backend() {
     let http = client();
     for _ in 0..30 {
         let backend = backend_of(&http, &url, None).await;
-        assert_ne!(backend, "slow", "a new request went to the backend with one in flight");
+        assert_ne!(
+            backend, "slow",
+            "a new request went to the backend with one in flight"
+        );
     }
     let mut first_backends: Vec<String> = Vec::new();
     for f in first {

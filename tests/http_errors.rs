@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Proxy, raw_exchange, read_until_quiet, status_of, upstreams_yaml};
+use common::{
+    Backend, Proxy, raw_exchange, raw_response, read_until_quiet, status_of, upstreams_yaml,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -39,7 +41,7 @@ async fn smuggling_vectors_get_400_and_reach_nobody() {
         "GARBAGE\r\n\r\n",
     ];
     for case in cases {
-        let response = raw_exchange(proxy.addr("web"), case.as_bytes(), QUIET).await;
+        let response = raw_response(proxy.addr("web"), case.as_bytes()).await;
         assert_eq!(status_of(&response), 400, "{case:?} -> {response}");
     }
     assert!(b.seen().is_empty(), "forwarded: {:?}", b.seen());
@@ -65,13 +67,17 @@ async fn upstream_down_is_502_and_a_live_one_is_retried() {
     let live = Backend::start("live").await;
     let dead = Backend::dead("dead");
     let only_dead = Proxy::start(&config(&[&dead], "  retries: 2\n", ""));
-    let response = raw_exchange(only_dead.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    let response = raw_response(only_dead.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert_eq!(status_of(&response), 502, "{response}");
     assert!(response.contains("connect failed"));
 
     let mixed = Proxy::start(&config(&[&dead, &live], "  retries: 2\n", ""));
     for _ in 0..6 {
-        let response = raw_exchange(mixed.addr("web"), b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc", QUIET).await;
+        let response = raw_response(
+            mixed.addr("web"),
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc",
+        )
+        .await;
         assert_eq!(status_of(&response), 200, "{response}");
     }
     assert_eq!(live.seen().len(), 6);
@@ -82,7 +88,11 @@ async fn upstream_down_is_502_and_a_live_one_is_retried() {
 async fn slow_upstream_is_504() {
     let b = Backend::start("slow").await;
     let proxy = Proxy::start(&config(&[&b], "  response_timeout: 300ms\n", ""));
-    let response = raw_exchange(proxy.addr("web"), b"GET /slow/3000 HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    let response = raw_response(
+        proxy.addr("web"),
+        b"GET /slow/3000 HTTP/1.1\r\nhost: a\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&response), 504, "{response}");
     assert!(response.contains("timeout"));
 }
@@ -103,7 +113,7 @@ async fn upstream_closing_before_a_response_is_502() {
         "upstreams:\n  - id: closer\n    address: {addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [closer]\n"
     );
     let proxy = Proxy::start(&yaml);
-    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
+    let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert_eq!(status_of(&response), 502, "{response}");
 }
 
@@ -111,11 +121,20 @@ async fn upstream_closing_before_a_response_is_502() {
 async fn oversized_head_is_431_and_long_uri_414() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&[&b], "  max_header_size: 8k\n", ""));
-    let big_header = format!("GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n", "a".repeat(9000));
-    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), big_header.as_bytes(), QUIET).await), 431);
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(
+        status_of(&raw_response(proxy.addr("web"), big_header.as_bytes()).await),
+        431
+    );
     let long_uri = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "u".repeat(8200));
     let proxy = Proxy::start(&config(&[&b], "  max_header_size: 64k\n", ""));
-    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), long_uri.as_bytes(), QUIET).await), 414);
+    assert_eq!(
+        status_of(&raw_response(proxy.addr("web"), long_uri.as_bytes()).await),
+        414
+    );
     assert!(b.seen().is_empty());
 }
 
@@ -123,35 +142,62 @@ async fn oversized_head_is_431_and_long_uri_414() {
 async fn body_over_the_limit_is_413_declared_or_streamed() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&[&b], "  max_body_size: 1k\n", ""));
-    let declared = format!("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2000\r\n\r\n{}", "b".repeat(2000));
-    let response = raw_exchange(proxy.addr("web"), declared.as_bytes(), QUIET).await;
+    let declared = format!(
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2000\r\n\r\n{}",
+        "b".repeat(2000)
+    );
+    let response = raw_response(proxy.addr("web"), declared.as_bytes()).await;
     assert_eq!(status_of(&response), 413, "{response}");
     assert!(b.seen().is_empty());
 
     let chunk = "c".repeat(600);
-    let chunked = format!("POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
-    let response = raw_exchange(proxy.addr("web"), chunked.as_bytes(), QUIET).await;
+    let chunked = format!(
+        "POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let response = raw_response(proxy.addr("web"), chunked.as_bytes()).await;
     assert!(matches!(status_of(&response), 413 | 200), "{response}");
-    assert!(!response.contains(&"c".repeat(1200)), "more than the limit passed: {response}");
+    assert!(
+        !response.contains(&"c".repeat(1200)),
+        "more than the limit passed: {response}"
+    );
 
-    let fits = format!("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1000\r\n\r\n{}", "d".repeat(1000));
-    assert_eq!(status_of(&raw_exchange(proxy.addr("web"), fits.as_bytes(), QUIET).await), 200);
+    let fits = format!(
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1000\r\n\r\n{}",
+        "d".repeat(1000)
+    );
+    assert_eq!(
+        status_of(&raw_response(proxy.addr("web"), fits.as_bytes()).await),
+        200
+    );
 }
 
 #[tokio::test]
 async fn slow_head_gets_408_and_idle_keep_alive_closes_quietly() {
     let b = Backend::start("app").await;
-    let proxy = Proxy::start(&config(&[&b], "  header_timeout: 300ms\n  idle_timeout: 300ms\n", ""));
+    let proxy = Proxy::start(&config(
+        &[&b],
+        "  header_timeout: 300ms\n  idle_timeout: 300ms\n",
+        "",
+    ));
     let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
     let response = read_until_quiet(&mut stream, QUIET).await;
     assert_eq!(status_of(&response), 408, "{response}");
 
     let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
     let response = read_until_quiet(&mut stream, QUIET).await;
     assert_eq!(status_of(&response), 200);
-    assert!(!response.contains("408"), "an idle connection is closed without a 408: {response}");
+    assert!(
+        !response.contains("408"),
+        "an idle connection is closed without a 408: {response}"
+    );
     assert!(b.seen().len() == 1);
 }
 
@@ -160,7 +206,10 @@ async fn slow_body_gets_408() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&[&b], "  body_timeout: 300ms\n", ""));
     let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream.write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly-a-bit").await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly-a-bit")
+        .await
+        .unwrap();
     let response = read_until_quiet(&mut stream, QUIET).await;
     assert_eq!(status_of(&response), 408, "{response}");
 }
@@ -170,12 +219,74 @@ async fn every_upstream_refusing_is_502_and_503_when_all_are_down() {
     let dead1 = Backend::dead("dead1");
     let dead2 = Backend::dead("dead2");
     let proxy = Proxy::start(&config(&[&dead1, &dead2], "  retries: 5\n", ""));
-    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
-    assert_eq!(status_of(&response), 502, "both tried, both refused: {response}");
+    let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(
+        status_of(&response),
+        502,
+        "both tried, both refused: {response}"
+    );
     for slot in 0..2 {
         proxy.instance.region.set_up(slot, false);
     }
-    let response = raw_exchange(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", QUIET).await;
-    assert_eq!(status_of(&response), 503, "no healthy upstream, panic picks failed too: {response}");
+    let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(
+        status_of(&response),
+        503,
+        "no healthy upstream, panic picks failed too: {response}"
+    );
     assert!(response.contains("no upstream available"));
+}
+
+/// A backend that answers the first request on each connection, then
+/// closes the connection when the next request arrives (the keep-alive
+/// close race). Returns its address and the number of connections.
+async fn closes_after_one_response() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&connections);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_requests() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections) = closes_after_one_response().await;
+    let yaml = format!(
+        "upstreams:\n  - id: flaky\n    address: {addr}\n    health_check: {{ kind: none }}\ndefaults:\n  retries: 0\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [flaky]\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    for _ in 0..3 {
+        client.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+        let response = common::read_response(&mut client).await;
+        assert_eq!(status_of(&response), 200, "{response}");
+        assert!(response.ends_with("ok"));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3, "each request after the first needed a fresh connection");
+
+    client.write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody").await.unwrap();
+    let response = common::read_response(&mut client).await;
+    assert_eq!(status_of(&response), 502, "a request whose body was sent is not replayed: {response}");
 }

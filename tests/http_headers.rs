@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Backend, Proxy, raw_exchange, status_of, upstreams_yaml};
+use common::{Backend, Proxy, raw_response, status_of, upstreams_yaml};
 
 fn config(b: &Backend, rule_extra: &str) -> String {
     format!(
@@ -15,7 +13,7 @@ fn config(b: &Backend, rule_extra: &str) -> String {
 }
 
 async fn send(proxy: &Proxy, head: &str) -> String {
-    raw_exchange(proxy.addr("web"), format!("{head}\r\n").as_bytes(), Duration::from_secs(5)).await
+    raw_response(proxy.addr("web"), format!("{head}\r\n").as_bytes()).await
 }
 
 #[tokio::test]
@@ -29,11 +27,25 @@ async fn templates_and_forwarded_headers_reach_the_backend() {
     .await;
     assert_eq!(status_of(&response), 200);
     let seen = &b.seen()[0];
-    let h = |name: &str| seen.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let h = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
     assert_eq!(h("x-real-ip"), "127.0.0.1");
-    let client_port: u16 = h("x-client").split([':', ' ']).nth(1).unwrap().parse().unwrap();
+    let client_port: u16 = h("x-client")
+        .split([':', ' '])
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_ne!(client_port, 0);
-    assert!(h("x-client").ends_with(" http shop.test:8443"), "{}", h("x-client"));
+    assert!(
+        h("x-client").ends_with(" http shop.test:8443"),
+        "{}",
+        h("x-client")
+    );
     assert_eq!(h("x-request-source"), "sluice");
     assert_eq!(h("x-id").len(), 16);
     assert_eq!(h("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
@@ -50,7 +62,11 @@ async fn request_ids_differ_per_request() {
     for _ in 0..3 {
         send(&proxy, "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n").await;
     }
-    let ids: std::collections::HashSet<String> = b.seen().iter().map(|s| s.headers["x-id"].to_str().unwrap().to_owned()).collect();
+    let ids: std::collections::HashSet<String> = b
+        .seen()
+        .iter()
+        .map(|s| s.headers["x-id"].to_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 3);
 }
 
@@ -67,7 +83,13 @@ async fn connection_cannot_strip_sluice_headers_but_strips_its_own_names() {
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-real-ip"], "127.0.0.1");
     assert_eq!(seen.headers["x-request-source"], "sluice");
-    for gone in ["x-private", "keep-alive", "proxy-connection", "te", "upgrade"] {
+    for gone in [
+        "x-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+    ] {
         assert!(seen.headers.get(gone).is_none(), "{gone} was forwarded");
     }
 }
@@ -76,7 +98,11 @@ async fn connection_cannot_strip_sluice_headers_but_strips_its_own_names() {
 async fn pass_host_false_sends_the_upstream_address() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b, "        pass_host: false\n"));
-    send(&proxy, "GET / HTTP/1.1\r\nhost: public.test\r\nconnection: close\r\n").await;
+    send(
+        &proxy,
+        "GET / HTTP/1.1\r\nhost: public.test\r\nconnection: close\r\n",
+    )
+    .await;
     assert_eq!(b.seen()[0].headers["host"], b.addr.to_string().as_str());
     assert_eq!(b.seen()[0].headers["x-forwarded-host"], "public.test");
 }
@@ -88,5 +114,8 @@ async fn response_hop_by_hop_headers_are_not_passed_to_the_client() {
     let response = send(&proxy, "GET / HTTP/1.1\r\nhost: a\r\n").await;
     assert_eq!(status_of(&response), 200);
     assert!(response.contains("x-backend: app"));
-    assert!(!response.to_ascii_lowercase().contains("connection: close"), "keep-alive is kept: {response}");
+    assert!(
+        !response.to_ascii_lowercase().contains("connection: close"),
+        "keep-alive is kept: {response}"
+    );
 }

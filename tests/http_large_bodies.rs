@@ -21,16 +21,31 @@ async fn one_gib_each_way_in_flat_memory() {
         upstreams_yaml(&[&b])
     ));
     let http = client();
-    let warmup = http.get(proxy.url("web", "/download/1000")).send().await.unwrap();
+    let warmup = http
+        .get(proxy.url("web", "/download/1000"))
+        .send()
+        .await
+        .unwrap();
     warmup.bytes().await.unwrap();
     let before = peak_rss();
 
     let chunk = Bytes::from(vec![b'u'; CHUNK]);
-    let upload = futures_util::stream::iter((0..GIB / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let response = http.post(proxy.url("web", "/sink")).body(reqwest::Body::wrap_stream(upload)).send().await.unwrap();
+    let upload = futures_util::stream::iter(
+        (0..GIB / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let response = http
+        .post(proxy.url("web", "/sink"))
+        .body(reqwest::Body::wrap_stream(upload))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.text().await.unwrap(), GIB.to_string());
 
-    let response = http.get(proxy.url("web", &format!("/download/{GIB}"))).send().await.unwrap();
+    let response = http
+        .get(proxy.url("web", &format!("/download/{GIB}")))
+        .send()
+        .await
+        .unwrap();
     let mut stream = response.bytes_stream();
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {

@@ -9,7 +9,12 @@ use common::{Backend, Proxy, client, raw_exchange, status_of, upstreams_yaml};
 /// Sends a request and returns (status, answering backend).
 async fn hit(proxy: &Proxy, method: &str, host: &str, path: &str) -> (u16, String) {
     let request = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
-    let response = raw_exchange(proxy.addr("web"), request.as_bytes(), Duration::from_secs(5)).await;
+    let response = raw_exchange(
+        proxy.addr("web"),
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
     let backend = response
         .lines()
         .find_map(|l| l.strip_prefix("x-backend: "))
@@ -29,13 +34,19 @@ async fn backends(names: &[&'static str]) -> Vec<Backend> {
 
 fn config(backends: &[Backend], rules: &str) -> String {
     let refs: Vec<&Backend> = backends.iter().collect();
-    format!("{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n{rules}", upstreams_yaml(&refs))
+    format!(
+        "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n{rules}",
+        upstreams_yaml(&refs)
+    )
 }
 
 #[tokio::test]
 async fn prefixes_are_segment_aware() {
     let b = backends(&["api", "root"]).await;
-    let proxy = Proxy::start(&config(&b, "      - path: /api\n        upstreams: [api]\n      - path: /*\n        upstreams: [root]\n"));
+    let proxy = Proxy::start(&config(
+        &b,
+        "      - path: /api\n        upstreams: [api]\n      - path: /*\n        upstreams: [root]\n",
+    ));
     for (path, expected) in [
         ("/api", "api"),
         ("/api/", "api"),
@@ -45,7 +56,11 @@ async fn prefixes_are_segment_aware() {
         ("/", "root"),
         ("/other/api", "root"),
     ] {
-        assert_eq!(hit(&proxy, "GET", "a.test", path).await, (200, expected.to_owned()), "{path}");
+        assert_eq!(
+            hit(&proxy, "GET", "a.test", path).await,
+            (200, expected.to_owned()),
+            "{path}"
+        );
     }
 }
 
@@ -60,12 +75,27 @@ async fn specificity_beats_file_order_and_priority_beats_specificity() {
                  \x20     - path: /*\n        priority: 10\n        methods: [DELETE]\n        upstreams: [urgent]\n";
     let proxy = Proxy::start(&config(&b, rules));
     assert_eq!(hit(&proxy, "GET", "a.test", "/users/me").await.1, "narrow");
-    assert_eq!(hit(&proxy, "GET", "a.test", "/users/me/x").await.1, "narrow");
-    assert_eq!(hit(&proxy, "GET", "a.test", "/users/7/avatar").await.1, "star");
-    assert_eq!(hit(&proxy, "GET", "a.test", "/users/7/avatar/big").await.1, "star");
+    assert_eq!(
+        hit(&proxy, "GET", "a.test", "/users/me/x").await.1,
+        "narrow"
+    );
+    assert_eq!(
+        hit(&proxy, "GET", "a.test", "/users/7/avatar").await.1,
+        "star"
+    );
+    assert_eq!(
+        hit(&proxy, "GET", "a.test", "/users/7/avatar/big").await.1,
+        "star"
+    );
     assert_eq!(hit(&proxy, "GET", "a.test", "/users/7").await.1, "wide");
-    assert_eq!(hit(&proxy, "GET", "a.test", "/users/avatar").await.1, "wide");
-    assert_eq!(hit(&proxy, "DELETE", "a.test", "/users/me").await.1, "urgent");
+    assert_eq!(
+        hit(&proxy, "GET", "a.test", "/users/avatar").await.1,
+        "wide"
+    );
+    assert_eq!(
+        hit(&proxy, "DELETE", "a.test", "/users/me").await.1,
+        "urgent"
+    );
 }
 
 #[tokio::test]
@@ -88,12 +118,18 @@ async fn hosts_exact_wildcard_and_methods() {
 #[tokio::test]
 async fn paths_are_normalised_for_matching_and_forwarded_as_sent() {
     let b = backends(&["api", "root"]).await;
-    let proxy = Proxy::start(&config(&b, "      - path: /api\n        upstreams: [api]\n      - path: /*\n        upstreams: [root]\n"));
+    let proxy = Proxy::start(&config(
+        &b,
+        "      - path: /api\n        upstreams: [api]\n      - path: /*\n        upstreams: [root]\n",
+    ));
     assert_eq!(hit(&proxy, "GET", "a.test", "/x/../api/v1").await.1, "api");
     assert_eq!(hit(&proxy, "GET", "a.test", "/%61pi/v1").await.1, "api");
     assert_eq!(hit(&proxy, "GET", "a.test", "//api//v1").await.1, "api");
     assert_eq!(hit(&proxy, "GET", "a.test", "/api%2Fv1").await.1, "root");
-    assert_eq!(hit(&proxy, "GET", "a.test", "/api/%2e%2e/secret").await.1, "root");
+    assert_eq!(
+        hit(&proxy, "GET", "a.test", "/api/%2e%2e/secret").await.1,
+        "root"
+    );
     let uris: Vec<String> = b[0].seen().into_iter().map(|s| s.uri).collect();
     assert_eq!(uris, ["/x/../api/v1", "/%61pi/v1", "//api//v1"]);
     assert_eq!(hit(&proxy, "GET", "a.test", "/bad%zz").await.0, 400);
@@ -102,10 +138,20 @@ async fn paths_are_normalised_for_matching_and_forwarded_as_sent() {
 #[tokio::test]
 async fn no_matching_rule_is_404() {
     let b = backends(&["api"]).await;
-    let proxy = Proxy::start(&config(&b, "      - path: /api\n        upstreams: [api]\n"));
-    let response = client().get(proxy.url("web", "/nothing")).send().await.unwrap();
+    let proxy = Proxy::start(&config(
+        &b,
+        "      - path: /api\n        upstreams: [api]\n",
+    ));
+    let response = client()
+        .get(proxy.url("web", "/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
     assert!(response.text().await.unwrap().contains("no route"));
     assert!(b[0].seen().is_empty());
 }
@@ -114,10 +160,17 @@ async fn no_matching_rule_is_404() {
 async fn every_method_is_proxied() {
     let b = backends(&["app"]).await;
     let proxy = Proxy::start(&config(&b, "      - path: /*\n        upstreams: [app]\n"));
-    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"] {
+    for method in [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND",
+    ] {
         let (status, backend) = hit(&proxy, method, "a.test", "/m").await;
         assert_eq!((status, backend.as_str()), (200, "app"), "{method}");
     }
     let methods: Vec<String> = b[0].seen().into_iter().map(|s| s.method).collect();
-    assert_eq!(methods, ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"]);
+    assert_eq!(
+        methods,
+        [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"
+        ]
+    );
 }

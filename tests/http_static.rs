@@ -28,16 +28,28 @@ async fn site() -> Site {
         "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /assets/*\n        public: ./public\n      - path: /*\n        upstreams: [app]\n",
         upstreams_yaml(&[&backend])
     );
-    Site { proxy: Proxy::start_in(&yaml, dir), backend }
+    Site {
+        proxy: Proxy::start_in(&yaml, dir),
+        backend,
+    }
 }
 
 async fn get(site: &Site, target: &str, extra: &str) -> String {
     let request = format!("GET {target} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n{extra}\r\n");
-    raw_exchange(site.proxy.addr("web"), request.as_bytes(), Duration::from_secs(5)).await
+    raw_exchange(
+        site.proxy.addr("web"),
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await
 }
 
 fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    response.lines().find_map(|l| l.split_once(": ").filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+    response.lines().find_map(|l| {
+        l.split_once(": ")
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    })
 }
 
 #[tokio::test]
@@ -45,15 +57,37 @@ async fn files_have_types_validators_and_ranges() {
     let site = site().await;
     let response = get(&site, "/assets/app.js", "").await;
     assert_eq!(status_of(&response), 200);
-    assert!(header(&response, "content-type").unwrap().contains("javascript"), "{response}");
+    assert!(
+        header(&response, "content-type")
+            .unwrap()
+            .contains("javascript"),
+        "{response}"
+    );
     assert!(response.ends_with("console.log('hi');\n"));
     let etag = header(&response, "etag").expect("etag").to_owned();
     assert!(header(&response, "last-modified").is_some());
 
-    let response = get(&site, "/assets/app.js", &format!("if-none-match: {etag}\r\n")).await;
+    let response = get(
+        &site,
+        "/assets/app.js",
+        &format!("if-none-match: {etag}\r\n"),
+    )
+    .await;
     assert_eq!(status_of(&response), 304, "{response}");
-    let modified = header(&get(&site, "/assets/app.js", "").await, "last-modified").unwrap().to_owned();
-    assert_eq!(status_of(&get(&site, "/assets/app.js", &format!("if-modified-since: {modified}\r\n")).await), 304);
+    let modified = header(&get(&site, "/assets/app.js", "").await, "last-modified")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        status_of(
+            &get(
+                &site,
+                "/assets/app.js",
+                &format!("if-modified-since: {modified}\r\n")
+            )
+            .await
+        ),
+        304
+    );
 
     let response = get(&site, "/assets/app.js", "range: bytes=0-6\r\n").await;
     assert_eq!(status_of(&response), 206);
@@ -65,11 +99,22 @@ async fn files_have_types_validators_and_ranges() {
 #[tokio::test]
 async fn folders_serve_index_html() {
     let site = site().await;
-    assert!(get(&site, "/assets/", "").await.ends_with("<h1>home</h1>\n"));
+    assert!(
+        get(&site, "/assets/", "")
+            .await
+            .ends_with("<h1>home</h1>\n")
+    );
     assert!(get(&site, "/assets", "").await.ends_with("<h1>home</h1>\n"));
-    assert!(get(&site, "/assets/sub/", "").await.ends_with("<h1>sub</h1>\n"));
+    assert!(
+        get(&site, "/assets/sub/", "")
+            .await
+            .ends_with("<h1>sub</h1>\n")
+    );
     let redirect = get(&site, "/assets/sub", "").await;
-    assert!(matches!(status_of(&redirect), 301 | 307 | 308), "{redirect}");
+    assert!(
+        matches!(status_of(&redirect), 301 | 307 | 308),
+        "{redirect}"
+    );
     assert_eq!(header(&redirect, "location"), Some("/assets/sub/"));
     assert_eq!(status_of(&get(&site, "/assets/missing.js", "").await), 404);
 }
@@ -91,11 +136,18 @@ async fn nothing_outside_the_folder_is_served() {
         "/assets//../secret.txt",
     ] {
         let response = get(&site, target, "").await;
-        assert!(!response.contains("TOP SECRET"), "{target} leaked: {response}");
+        assert!(
+            !response.contains("TOP SECRET"),
+            "{target} leaked: {response}"
+        );
         let status = status_of(&response);
         assert!(matches!(status, 200 | 400 | 404), "{target}: {status}");
         if status == 200 {
-            assert_eq!(header(&response, "x-backend"), Some("app"), "{target} must have been routed away from the folder");
+            assert_eq!(
+                header(&response, "x-backend"),
+                Some("app"),
+                "{target} must have been routed away from the folder"
+            );
         }
     }
     for target in ["/assets/%00", "/assets/a%00.js"] {

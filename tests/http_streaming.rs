@@ -22,10 +22,20 @@ fn config(b: &Backend) -> String {
 async fn chunked_upload_is_echoed_back_byte_for_byte() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b));
-    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..64u8).map(|i| Ok(Bytes::from(vec![i; 10_000 + usize::from(i)]))).collect();
-    let expected: Vec<u8> = chunks.iter().flat_map(|c| c.as_ref().unwrap().to_vec()).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..64u8)
+        .map(|i| Ok(Bytes::from(vec![i; 10_000 + usize::from(i)])))
+        .collect();
+    let expected: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| c.as_ref().unwrap().to_vec())
+        .collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let response = client().post(proxy.url("web", "/echo")).body(body).send().await.unwrap();
+    let response = client()
+        .post(proxy.url("web", "/echo"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap().to_vec(), expected);
 }
@@ -41,16 +51,28 @@ async fn raw_chunked_request_is_reframed_for_the_backend() {
     )
     .await;
     assert_eq!(status_of(&response), 200, "{response}");
-    assert!(response.contains("hello") && response.contains(" world"), "{response}");
+    assert!(
+        response.contains("hello") && response.contains(" world"),
+        "{response}"
+    );
     let seen = &b.seen()[0];
-    assert_eq!(seen.headers.get("transfer-encoding").map(|v| v.to_str().unwrap()), Some("chunked"));
+    assert_eq!(
+        seen.headers
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked")
+    );
 }
 
 #[tokio::test]
 async fn sized_download_keeps_its_length() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b));
-    let response = client().get(proxy.url("web", "/download/5000000")).send().await.unwrap();
+    let response = client()
+        .get(proxy.url("web", "/download/5000000"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["content-length"], "5000000");
     let body = response.bytes().await.unwrap();
     assert_eq!(body.len(), 5_000_000);
@@ -63,19 +85,36 @@ async fn keep_alive_connections_are_reused_both_sides() {
     let proxy = Proxy::start(&config(&b));
     let http = client();
     for i in 0..20 {
-        let text = http.get(proxy.url("web", &format!("/n/{i}"))).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(proxy.url("web", &format!("/n/{i}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(text, format!("app GET /n/{i}"));
     }
     let region = &proxy.instance.region;
-    assert_eq!(region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsTotal), 1, "client kept one connection");
-    assert_eq!(region.listener_total(0, sluice::counters::ListenerCounter::Responses2xx), 20);
+    assert_eq!(
+        region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsTotal),
+        1,
+        "client kept one connection"
+    );
+    assert_eq!(
+        region.listener_total(0, sluice::counters::ListenerCounter::Responses2xx),
+        20
+    );
 }
 
 #[tokio::test]
 async fn websocket_echo_through_the_proxy() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b));
-    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr("web"))).await.unwrap();
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr("web")))
+            .await
+            .unwrap();
     assert_eq!(response.status(), 101);
     for i in 0..10 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();

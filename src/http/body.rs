@@ -41,14 +41,35 @@ pub struct RequestBody {
 
 impl RequestBody {
     /// Wraps a client body. `limit` is `max_body_size`.
-    pub fn new(inner: Incoming, timeout: Duration, limit: Option<u64>, failure: BodyFailure) -> RequestBody {
-        let inner = if inner.is_end_stream() { None } else { Some(inner) };
-        RequestBody { inner, timeout, timer: None, remaining: limit, failure }
+    pub fn new(
+        inner: Incoming,
+        timeout: Duration,
+        limit: Option<u64>,
+        failure: BodyFailure,
+    ) -> RequestBody {
+        let inner = if inner.is_end_stream() {
+            None
+        } else {
+            Some(inner)
+        };
+        RequestBody {
+            inner,
+            timeout,
+            timer: None,
+            remaining: limit,
+            failure,
+        }
     }
 
     /// An empty body (for bodyless requests rebuilt for a retry).
     pub fn empty(failure: BodyFailure) -> RequestBody {
-        RequestBody { inner: None, timeout: Duration::ZERO, timer: None, remaining: None, failure }
+        RequestBody {
+            inner: None,
+            timeout: Duration::ZERO,
+            timer: None,
+            remaining: None,
+            failure,
+        }
     }
 
     fn fail(&mut self, error: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -62,7 +83,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -80,7 +104,8 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.failure.set(Some(ProxyError::BadRequest("request body aborted")));
+                this.failure
+                    .set(Some(ProxyError::BadRequest("request body aborted")));
                 this.inner = None;
                 Poll::Ready(Some(Err(e.into())))
             }
@@ -90,7 +115,9 @@ impl Body for RequestBody {
             }
             Poll::Pending => {
                 let timeout = this.timeout;
-                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(timer.as_mut().poll(cx));
                 this.fail(ProxyError::BodyTimeout)
             }
@@ -102,7 +129,9 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -140,17 +169,34 @@ impl std::fmt::Debug for Kind {
 impl ResponseBody {
     /// A complete in-memory body.
     pub fn full(bytes: Bytes) -> ResponseBody {
-        ResponseBody { kind: Kind::Full(Some(bytes)), phase: None }
+        ResponseBody {
+            kind: Kind::Full(Some(bytes)),
+            phase: None,
+        }
     }
 
     /// An upstream's streamed body.
-    pub fn upstream(body: Incoming, connection: Option<PooledConnection>, active: ActiveGuard) -> ResponseBody {
-        ResponseBody { kind: Kind::Upstream { body, connection, _active: active }, phase: None }
+    pub fn upstream(
+        body: Incoming,
+        connection: Option<PooledConnection>,
+        active: ActiveGuard,
+    ) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Upstream {
+                body,
+                connection,
+                _active: active,
+            },
+            phase: None,
+        }
     }
 
     /// Any other body (static files).
     pub fn boxed(body: UnsyncBoxBody<Bytes, BoxError>) -> ResponseBody {
-        ResponseBody { kind: Kind::Boxed(body), phase: None }
+        ResponseBody {
+            kind: Kind::Boxed(body),
+            phase: None,
+        }
     }
 
     /// Ties the body to a client connection's phase.
@@ -173,10 +219,15 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, connection, .. } => {
+            Kind::Upstream {
+                body, connection, ..
+            } => {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match &frame {
                     None => {

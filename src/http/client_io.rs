@@ -64,7 +64,11 @@ fn epoch() -> Instant {
 
 impl PhaseCell {
     fn new(phase: Phase) -> SharedPhase {
-        let cell = Arc::new(PhaseCell { tag: AtomicU8::new(0), since_nanos: AtomicU64::new(0), ambiguous_framing: AtomicBool::new(false) });
+        let cell = Arc::new(PhaseCell {
+            tag: AtomicU8::new(0),
+            since_nanos: AtomicU64::new(0),
+            ambiguous_framing: AtomicBool::new(false),
+        });
         cell.set(phase);
         cell
     }
@@ -95,7 +99,8 @@ impl PhaseCell {
         };
         if let Some(since) = since {
             let nanos = since.saturating_duration_since(epoch()).as_nanos();
-            self.since_nanos.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.since_nanos
+                .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         self.tag.store(tag, Ordering::Relaxed);
     }
@@ -130,9 +135,23 @@ pub struct ClientIo {
 
 impl ClientIo {
     /// Wraps an accepted connection; it starts idle.
-    pub fn new(stream: TcpStream, deadlines: Deadlines, row: Row, listener: usize) -> (ClientIo, SharedPhase) {
+    pub fn new(
+        stream: TcpStream,
+        deadlines: Deadlines,
+        row: Row,
+        listener: usize,
+    ) -> (ClientIo, SharedPhase) {
         let phase = PhaseCell::new(Phase::Idle(Instant::now()));
-        let io = ClientIo { stream, phase: Arc::clone(&phase), deadlines, row, listener, read_timer: None, write_timer: None, head: HeadScanner::default() };
+        let io = ClientIo {
+            stream,
+            phase: Arc::clone(&phase),
+            deadlines,
+            row,
+            listener,
+            read_timer: None,
+            write_timer: None,
+            head: HeadScanner::default(),
+        };
         (io, phase)
     }
 
@@ -159,13 +178,18 @@ impl ClientIo {
         poll_timer(&mut self.read_timer, deadline, cx)
     }
 
-    fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
                 if n > 0 {
-                    self.row.add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
+                    self.row
+                        .add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
                     match self.phase.get() {
                         Phase::Idle(_) => {
                             self.phase.set(Phase::Head(Instant::now()));
@@ -188,8 +212,12 @@ impl ClientIo {
                         // Best effort: a 408 fits in any socket buffer; if the
                         // client stopped reading, the close says enough.
                         let _ = self.stream.try_write(TIMEOUT_408);
-                        self.row.add_listener(self.listener, ListenerCounter::Responses4xx, 1);
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")))
+                        self.row
+                            .add_listener(self.listener, ListenerCounter::Responses4xx, 1);
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head timeout",
+                        )))
                     }
                     // Idle keep-alive connection: end it like a client close.
                     _ => Poll::Ready(Ok(())),
@@ -198,11 +226,16 @@ impl ClientIo {
         }
     }
 
-    fn after_write(&mut self, result: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn after_write(
+        &mut self,
+        result: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
         match result {
             Poll::Ready(Ok(n)) => {
                 self.write_timer = None;
-                self.row.add_listener(self.listener, ListenerCounter::SentBytes, n as u64);
+                self.row
+                    .add_listener(self.listener, ListenerCounter::SentBytes, n as u64);
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -212,14 +245,21 @@ impl ClientIo {
                     None => Instant::now() + self.deadlines.send,
                 };
                 ready!(poll_timer(&mut self.write_timer, deadline, cx));
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read within send_timeout")))
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client did not read within send_timeout",
+                )))
             }
         }
     }
 }
 
 /// Arms `timer` for `deadline` (reusing its allocation) and polls it.
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+fn poll_timer(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
     match timer {
         Some(sleep) if sleep.deadline() == deadline => {}
         Some(sleep) => sleep.as_mut().reset(deadline),
@@ -232,7 +272,11 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut C
 }
 
 impl Read for ClientIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // SAFETY: the ReadBuf is built over hyper's uninitialised cursor and
         // only ever filled by tokio's read, which initialises what it fills;
@@ -249,13 +293,21 @@ impl Read for ClientIo {
 }
 
 impl Write for ClientIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
         this.after_write(result, cx)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
         this.after_write(result, cx)

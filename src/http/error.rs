@@ -60,7 +60,13 @@ impl ProxyError {
     /// Whether the client connection must close after the answer (the
     /// request stream may be out of sync).
     pub fn closes_connection(self) -> bool {
-        matches!(self, ProxyError::BadRequest(_) | ProxyError::UriTooLong | ProxyError::BodyTooLarge | ProxyError::BodyTimeout)
+        matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::UriTooLong
+                | ProxyError::BodyTooLarge
+                | ProxyError::BodyTimeout
+        )
     }
 
     /// The plain-text response for this error.
@@ -69,7 +75,9 @@ impl ProxyError {
         let body = format!("{} {}\n", status.as_u16(), self);
         let mut response = plain_text(status, Bytes::from(body));
         if self.closes_connection() {
-            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -79,6 +87,9 @@ impl ProxyError {
 pub fn plain_text(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

@@ -8,7 +8,8 @@
 //! strip `X-Forwarded-For` by naming it in `Connection`.
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{Method, Request};
 
@@ -32,7 +33,9 @@ pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
     }
     if req.uri().path() == "*" && req.method() != Method::OPTIONS {
-        return Err(ProxyError::BadRequest("asterisk-form target outside OPTIONS"));
+        return Err(ProxyError::BadRequest(
+            "asterisk-form target outside OPTIONS",
+        ));
     }
     let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > MAX_URI_LEN {
@@ -42,17 +45,23 @@ pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
     let mut hosts = headers.get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(ProxyError::BadRequest("several Host headers")),
-        (Some(value), None) => {
-            Some(value.to_str().ok().filter(|h| valid_host(h)).ok_or(ProxyError::BadRequest("invalid Host header"))?)
-        }
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|h| valid_host(h))
+                .ok_or(ProxyError::BadRequest("invalid Host header"))?,
+        ),
         (None, _) => None,
     };
     match (req.uri().authority(), host) {
-        (Some(authority), Some(host)) if !authority.as_str().eq_ignore_ascii_case(host) => {
-            Err(ProxyError::BadRequest("request target authority differs from Host"))
-        }
+        (Some(authority), Some(host)) if !authority.as_str().eq_ignore_ascii_case(host) => Err(
+            ProxyError::BadRequest("request target authority differs from Host"),
+        ),
         (Some(authority), _) => Ok(Some(authority.as_str())),
-        (None, None) if req.version() >= http::Version::HTTP_11 => Err(ProxyError::BadRequest("missing Host header")),
+        (None, None) if req.version() >= http::Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("missing Host header"))
+        }
         (None, host) => Ok(host),
     }
 }
@@ -61,7 +70,9 @@ pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
 /// optional port; nothing that could smuggle a path or user info.
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'~'))
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'~')
+        })
 }
 
 fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
@@ -80,7 +91,9 @@ fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
     match (encodings.next(), encodings.next()) {
         (None, _) => Ok(()),
         (Some(_), Some(_)) => Err(ProxyError::BadRequest("several Transfer-Encoding headers")),
-        (Some(_), None) if has_length => Err(ProxyError::BadRequest("both Transfer-Encoding and Content-Length")),
+        (Some(_), None) if has_length => Err(ProxyError::BadRequest(
+            "both Transfer-Encoding and Content-Length",
+        )),
         (Some(value), None) if value.as_bytes().eq_ignore_ascii_case(b"chunked") => Ok(()),
         (Some(_), None) => Err(ProxyError::BadRequest("unsupported Transfer-Encoding")),
     }
@@ -93,7 +106,9 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
         return None;
     }
-    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade")).then(|| upgrade.clone())
+    connection_tokens(headers)
+        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .then(|| upgrade.clone())
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -108,11 +123,21 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in [&CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
+    for name in [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
         headers.remove(name);
     }
 }
@@ -120,7 +145,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrites a client request's headers for the upstream: hop-by-hop
 /// removed, `Expect` answered here, `X-Forwarded-*` set, the upgrade kept
 /// if one was asked for.
-pub fn to_upstream(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<&str>, upgrade: Option<HeaderValue>) {
+pub fn to_upstream(
+    headers: &mut HeaderMap,
+    client_ip: std::net::IpAddr,
+    host: Option<&str>,
+    upgrade: Option<HeaderValue>,
+) {
     remove_hop_by_hop(headers);
     headers.remove(EXPECT);
     let ip = client_ip.to_string();
@@ -156,7 +186,11 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// Cleans an upstream response's headers for the client; a 101 keeps its
 /// `Upgrade` and `Connection: upgrade`.
 pub fn to_client(headers: &mut HeaderMap, switching_protocols: bool) {
-    let upgrade = if switching_protocols { headers.get(UPGRADE).cloned() } else { None };
+    let upgrade = if switching_protocols {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     remove_hop_by_hop(headers);
     if let Some(protocol) = upgrade {
         headers.insert(UPGRADE, protocol);

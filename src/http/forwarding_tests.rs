@@ -11,36 +11,72 @@ fn request(headers: &[(&str, &str)]) -> Request<()> {
 #[test]
 fn ambiguous_framing_is_rejected() {
     let cases: &[&[(&str, &str)]] = &[
-        &[("host", "a"), ("transfer-encoding", "chunked"), ("content-length", "3")],
-        &[("host", "a"), ("content-length", "3"), ("content-length", "3")],
+        &[
+            ("host", "a"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "3"),
+        ],
+        &[
+            ("host", "a"),
+            ("content-length", "3"),
+            ("content-length", "3"),
+        ],
         &[("host", "a"), ("content-length", "3, 3")],
         &[("host", "a"), ("content-length", "+3")],
         &[("host", "a"), ("transfer-encoding", "chunked, chunked")],
         &[("host", "a"), ("transfer-encoding", "x-chunked")],
         &[("host", "a"), ("transfer-encoding", " chunked")],
-        &[("host", "a"), ("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")],
+        &[
+            ("host", "a"),
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ],
         &[("host", "a"), ("host", "b")],
         &[("host", "a/b")],
         &[],
     ];
     for headers in cases {
-        assert!(matches!(check_request(&request(headers)), Err(ProxyError::BadRequest(_))), "{headers:?}");
+        assert!(
+            matches!(
+                check_request(&request(headers)),
+                Err(ProxyError::BadRequest(_))
+            ),
+            "{headers:?}"
+        );
     }
-    assert_eq!(check_request(&request(&[("host", "a"), ("transfer-encoding", "Chunked")])), Ok(Some("a")));
-    assert_eq!(check_request(&request(&[("host", "a:80"), ("content-length", "12")])), Ok(Some("a:80")));
+    assert_eq!(
+        check_request(&request(&[("host", "a"), ("transfer-encoding", "Chunked")])),
+        Ok(Some("a"))
+    );
+    assert_eq!(
+        check_request(&request(&[("host", "a:80"), ("content-length", "12")])),
+        Ok(Some("a:80"))
+    );
 }
 
 #[test]
 fn long_targets_are_414() {
-    let req = Request::builder().uri(format!("/{}", "a".repeat(MAX_URI_LEN))).header("host", "a").body(()).unwrap();
+    let req = Request::builder()
+        .uri(format!("/{}", "a".repeat(MAX_URI_LEN)))
+        .header("host", "a")
+        .body(())
+        .unwrap();
     assert_eq!(check_request(&req), Err(ProxyError::UriTooLong));
 }
 
 #[test]
 fn absolute_form_must_agree_with_host() {
-    let req = Request::builder().uri("http://b.example/x").header("host", "a.example").body(()).unwrap();
+    let req = Request::builder()
+        .uri("http://b.example/x")
+        .header("host", "a.example")
+        .body(())
+        .unwrap();
     assert!(check_request(&req).is_err());
-    let req = Request::builder().uri("http://a.example/x").header("host", "A.example").body(()).unwrap();
+    let req = Request::builder()
+        .uri("http://a.example/x")
+        .header("host", "A.example")
+        .body(())
+        .unwrap();
     assert_eq!(check_request(&req), Ok(Some("a.example")));
 }
 
@@ -56,7 +92,12 @@ fn connection_named_headers_go_but_forwarded_headers_are_set() {
     ])
     .headers()
     .clone();
-    to_upstream(&mut headers, "10.0.0.1".parse().unwrap(), Some("ex.com"), None);
+    to_upstream(
+        &mut headers,
+        "10.0.0.1".parse().unwrap(),
+        Some("ex.com"),
+        None,
+    );
     assert!(headers.get("x-secret").is_none());
     assert!(headers.get("keep-alive").is_none());
     assert!(headers.get("te").is_none());
@@ -69,14 +110,22 @@ fn connection_named_headers_go_but_forwarded_headers_are_set() {
 
 #[test]
 fn forwarded_for_is_appended() {
-    let mut headers = request(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]).headers().clone();
+    let mut headers = request(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-for", "2.2.2.2"),
+    ])
+    .headers()
+    .clone();
     to_upstream(&mut headers, "10.0.0.1".parse().unwrap(), None, None);
     assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
 }
 
 #[test]
 fn upgrades_are_kept_except_h2c() {
-    let ws = request(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+    let ws = request(&[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+    ]);
     let protocol = upgrade_protocol(ws.headers());
     assert_eq!(protocol.as_ref().unwrap(), "websocket");
     let mut headers = ws.headers().clone();

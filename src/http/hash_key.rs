@@ -51,16 +51,44 @@ mod tests {
     #[test]
     fn every_source() {
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
-        let p = parts("/a/b?x=1&user=ann&z", &[("x-user", "bob"), ("cookie", "a=1; session=s3"), ("cookie", "c=2")]);
+        let p = parts(
+            "/a/b?x=1&user=ann&z",
+            &[
+                ("x-user", "bob"),
+                ("cookie", "a=1; session=s3"),
+                ("cookie", "c=2"),
+            ],
+        );
         assert_eq!(extract(None, &p, ip), None);
-        assert_eq!(extract(Some(&HashKey::ClientIp), &p, ip), Some(vec![10, 0, 0, 7]));
-        assert_eq!(extract(Some(&HashKey::Header("x-user".parse().unwrap())), &p, ip).unwrap(), b"bob");
-        assert_eq!(extract(Some(&HashKey::Cookie("session".into())), &p, ip).unwrap(), b"s3");
-        assert_eq!(extract(Some(&HashKey::Cookie("c".into())), &p, ip).unwrap(), b"2");
+        assert_eq!(
+            extract(Some(&HashKey::ClientIp), &p, ip),
+            Some(vec![10, 0, 0, 7])
+        );
+        assert_eq!(
+            extract(Some(&HashKey::Header("x-user".parse().unwrap())), &p, ip).unwrap(),
+            b"bob"
+        );
+        assert_eq!(
+            extract(Some(&HashKey::Cookie("session".into())), &p, ip).unwrap(),
+            b"s3"
+        );
+        assert_eq!(
+            extract(Some(&HashKey::Cookie("c".into())), &p, ip).unwrap(),
+            b"2"
+        );
         assert_eq!(extract(Some(&HashKey::Path), &p, ip).unwrap(), b"/a/b");
-        assert_eq!(extract(Some(&HashKey::Query("user".into())), &p, ip).unwrap(), b"ann");
-        assert_eq!(extract(Some(&HashKey::Query("z".into())), &p, ip).unwrap(), b"");
+        assert_eq!(
+            extract(Some(&HashKey::Query("user".into())), &p, ip).unwrap(),
+            b"ann"
+        );
+        assert_eq!(
+            extract(Some(&HashKey::Query("z".into())), &p, ip).unwrap(),
+            b""
+        );
         assert_eq!(extract(Some(&HashKey::Query("nope".into())), &p, ip), None);
-        assert_eq!(extract(Some(&HashKey::Header("x-none".parse().unwrap())), &p, ip), None);
+        assert_eq!(
+            extract(Some(&HashKey::Header("x-none".parse().unwrap())), &p, ip),
+            None
+        );
     }
 }

@@ -71,7 +71,11 @@ impl HeadScanner {
             if empty {
                 self.done = true;
                 let ambiguous = self.content_length + self.transfer_encoding > 1;
-                return Some(if ambiguous { Framing::Ambiguous } else { Framing::Clear });
+                return Some(if ambiguous {
+                    Framing::Ambiguous
+                } else {
+                    Framing::Clear
+                });
             }
             if starts_with_name(line, b"content-length") {
                 self.content_length = self.content_length.saturating_add(1);
@@ -89,7 +93,9 @@ impl HeadScanner {
 /// Whether a header line starts with `name` followed by `:` or whitespace
 /// (hyper rejects the whitespace form itself).
 fn starts_with_name(line: &[u8], name: &[u8]) -> bool {
-    line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) && matches!(line[name.len()], b':' | b' ' | b'\t')
+    line.len() > name.len()
+        && line[..name.len()].eq_ignore_ascii_case(name)
+        && matches!(line[name.len()], b':' | b' ' | b'\t')
 }
 
 #[cfg(test)]
@@ -114,7 +120,12 @@ mod tests {
         ];
         for (head, expected) in cases {
             for piece in [1, 2, 5, 17, 1000] {
-                assert_eq!(scan_in_pieces(head, piece), Some(expected), "{:?} in pieces of {piece}", String::from_utf8_lossy(head));
+                assert_eq!(
+                    scan_in_pieces(head, piece),
+                    Some(expected),
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(head)
+                );
             }
         }
     }
@@ -122,7 +133,8 @@ mod tests {
     #[test]
     fn body_bytes_after_the_head_are_ignored() {
         let mut scanner = HeadScanner::default();
-        let verdict = scanner.feed(b"POST / HTTP/1.1\r\ncontent-length: 40\r\n\r\ncontent-length: 1\r\n\r\n");
+        let verdict =
+            scanner.feed(b"POST / HTTP/1.1\r\ncontent-length: 40\r\n\r\ncontent-length: 1\r\n\r\n");
         assert_eq!(verdict, Some(Framing::Clear));
         assert_eq!(scanner.feed(b"transfer-encoding: chunked\r\n\r\n"), None);
     }
@@ -130,6 +142,9 @@ mod tests {
     #[test]
     fn an_unfinished_head_has_no_verdict() {
         let mut scanner = HeadScanner::default();
-        assert_eq!(scanner.feed(b"GET / HTTP/1.1\r\ncontent-length: 1\r\ncontent-len"), None);
+        assert_eq!(
+            scanner.feed(b"GET / HTTP/1.1\r\ncontent-length: 1\r\ncontent-len"),
+            None
+        );
     }
 }

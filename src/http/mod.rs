@@ -56,7 +56,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("open", &self.open.get()).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("open", &self.open.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +80,10 @@ impl Worker {
     pub fn next_request_id(&self) -> String {
         let seq = self.request_seq.get().wrapping_add(1);
         self.request_seq.set(seq);
-        format!("{:016x}", self.request_seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        format!(
+            "{:016x}",
+            self.request_seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
     }
 
     /// Waits until every client connection of this worker has closed.
@@ -103,7 +108,12 @@ impl Worker {
 /// Accepts HTTP connections on `listener` (the runtime's listener
 /// `index`) until `shutdown` turns true; open connections then finish their
 /// current request and close.
-pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    worker: Rc<Worker>,
+    index: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -114,8 +124,14 @@ pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut 
                 let runtime = worker.runtime.load();
                 let config = &runtime.listeners[index];
                 let slot = config.slot;
-                if worker.row.listener(slot, ListenerCounter::ConnectionsActive) >= u64::from(config.settings.max_connections) {
-                    worker.row.add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+                if worker
+                    .row
+                    .listener(slot, ListenerCounter::ConnectionsActive)
+                    >= u64::from(config.settings.max_connections)
+                {
+                    worker
+                        .row
+                        .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
                     drop(stream);
                     continue;
                 }
@@ -123,9 +139,18 @@ pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut 
                 drop(runtime);
                 let _ = stream.set_nodelay(true);
                 let guard = ConnectionGuard::new(&worker.row, slot);
-                let deadlines = Deadlines { idle: settings.idle_timeout, header: settings.header_timeout, send: settings.send_timeout };
+                let deadlines = Deadlines {
+                    idle: settings.idle_timeout,
+                    header: settings.header_timeout,
+                    send: settings.send_timeout,
+                };
                 let (io, phase) = ClientIo::new(stream, deadlines, worker.row.clone(), slot);
-                let conn = Rc::new(ConnContext { worker: Rc::clone(&worker), listener: index, client, phase });
+                let conn = Rc::new(ConnContext {
+                    worker: Rc::clone(&worker),
+                    listener: index,
+                    client,
+                    phase,
+                });
                 worker.opened();
                 let shutdown = shutdown.clone();
                 let max_header_size = settings.max_header_size;
@@ -140,7 +165,12 @@ pub async fn serve(listener: TcpListener, worker: Rc<Worker>, index: usize, mut 
     }
 }
 
-async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: usize, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    io: ClientIo,
+    conn: Rc<ConnContext>,
+    max_header_size: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -167,7 +197,9 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
 async fn accept_failed(error: std::io::Error) {
     use rustix::io::Errno;
     let resource = error.raw_os_error().is_some_and(|code| {
-        [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM].iter().any(|e| e.raw_os_error() == code)
+        [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+            .iter()
+            .any(|e| e.raw_os_error() == code)
     });
     if resource {
         tracing::warn!(%error, "accept failed; backing off");

@@ -47,12 +47,17 @@ pub struct ConnContext {
 }
 
 /// Handles one request; never fails (errors become responses).
-pub async fn handle(conn: Rc<ConnContext>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(
+    conn: Rc<ConnContext>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
     let ambiguous = conn.phase.take_ambiguous_framing();
     let runtime = conn.worker.runtime.load_full();
     let served = if ambiguous {
-        Err(ProxyError::BadRequest("ambiguous message framing (Content-Length / Transfer-Encoding)"))
+        Err(ProxyError::BadRequest(
+            "ambiguous message framing (Content-Length / Transfer-Encoding)",
+        ))
     } else {
         route_and_serve(&conn, &runtime, req).await
     };
@@ -61,15 +66,23 @@ pub async fn handle(conn: Rc<ConnContext>, req: Request<Incoming>) -> Result<Res
         Err(error) => error.response(),
     };
     let listener = runtime.listeners[conn.listener].slot;
-    conn.worker.row.count_response(listener, response.status().as_u16());
+    conn.worker
+        .row
+        .count_response(listener, response.status().as_u16());
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         conn.phase.set(Phase::Tunnel);
     }
-    response.body_mut().set_phase(std::sync::Arc::clone(&conn.phase));
+    response
+        .body_mut()
+        .set_phase(std::sync::Arc::clone(&conn.phase));
     Ok(response)
 }
 
-async fn route_and_serve(conn: &ConnContext, runtime: &Runtime, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+async fn route_and_serve(
+    conn: &ConnContext,
+    runtime: &Runtime,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let ListenerKind::Http(routes) = &runtime.listeners[conn.listener].kind else {
         return Err(ProxyError::NoRoute);
     };
@@ -77,12 +90,23 @@ async fn route_and_serve(conn: &ConnContext, runtime: &Runtime, req: Request<Inc
     let path = crate::runtime::router::normalize_path(req.uri().path())
         .map_err(|_| ProxyError::BadRequest("malformed request path"))?
         .into_owned();
-    let found = routes.router.route(host.as_deref(), req.method(), &path).ok_or(ProxyError::NoRoute)?;
+    let found = routes
+        .router
+        .route(host.as_deref(), req.method(), &path)
+        .ok_or(ProxyError::NoRoute)?;
     let rule = &routes.rules[found.rule];
     match &rule.action {
-        Action::Static { root } => Ok(static_files::serve(root, &path[found.prefix_len..], req).await),
+        Action::Static { root } => {
+            Ok(static_files::serve(root, &path[found.prefix_len..], req).await)
+        }
         Action::Proxy { pool, pass_host } => {
-            let target = Target { runtime, routes, rule, pool, pass_host: *pass_host };
+            let target = Target {
+                runtime,
+                routes,
+                rule,
+                pool,
+                pass_host: *pass_host,
+            };
             proxy(conn, &target, host.as_deref(), req).await
         }
     }
@@ -97,7 +121,12 @@ struct Target<'a> {
     pass_host: bool,
 }
 
-async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+async fn proxy(
+    conn: &ConnContext,
+    target: &Target<'_>,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let settings = &target.rule.settings;
     if let (Some(limit), Some(length)) = (settings.max_body_size, req.body().size_hint().exact())
         && length > limit
@@ -105,59 +134,111 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
         return Err(ProxyError::BodyTooLarge);
     }
     let mut req = req;
-    let client_upgrade = forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let client_upgrade =
+        forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let key = hash_key::extract(target.pool.hash_key.as_ref(), &parts, conn.client.ip());
     let failure: BodyFailure = Rc::new(Cell::new(None));
-    let body = RequestBody::new(body, settings.body_timeout, settings.max_body_size, Rc::clone(&failure));
+    let body = RequestBody::new(
+        body,
+        settings.body_timeout,
+        settings.max_body_size,
+        Rc::clone(&failure),
+    );
     let bodyless = body.is_end_stream();
     let mut headers = parts.headers;
-    forwarding::to_upstream(&mut headers, conn.client.ip(), host, client_upgrade.as_ref().map(|(p, _)| p.clone()));
+    forwarding::to_upstream(
+        &mut headers,
+        conn.client.ip(),
+        host,
+        client_upgrade.as_ref().map(|(p, _)| p.clone()),
+    );
     apply_templates(conn, target.routes, host, &mut headers);
-    let uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    let outgoing = Outgoing { method: parts.method, uri, headers, pass_host: target.pass_host, host };
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let outgoing = Outgoing {
+        method: parts.method,
+        uri,
+        headers,
+        pass_host: target.pass_host,
+        host,
+    };
     let mut body = Some(body);
     let mut tried = Tried::default();
     let mut connect_attempts_left = settings.retries + 1;
     let ctx_key = key.as_deref();
     let mut panic = false;
     loop {
-        let ctx = PickContext { client: Some(conn.client.ip()), key: ctx_key, tried };
+        let ctx = PickContext {
+            client: Some(conn.client.ip()),
+            key: ctx_key,
+            tried,
+        };
         let Some(pick) = target.pool.pick(conn.worker.row.region(), &ctx) else {
-            return Err(if tried.is_empty() || panic { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
+            return Err(if tried.is_empty() || panic {
+                ProxyError::NoUpstream
+            } else {
+                ProxyError::ConnectFailed
+            });
         };
         tried.insert(pick.index);
         panic = pick.panic;
         let upstream = &target.runtime.upstreams[target.pool.members[pick.index]];
         let connect_timeout = upstream.connect_timeout.unwrap_or(settings.connect_timeout);
-        let response_timeout = upstream.response_timeout.unwrap_or(settings.response_timeout);
+        let response_timeout = upstream
+            .response_timeout
+            .unwrap_or(settings.response_timeout);
         // Counted from the pick, so concurrent picks see each other.
         let mut active = Some(ActiveGuard::new(&conn.worker.row, upstream.slot));
         let mut fresh = false;
         let sent = loop {
-            let connection = match conn.worker.connections.acquire(upstream.slot, &upstream.address, connect_timeout, fresh).await {
+            let connection = match conn
+                .worker
+                .connections
+                .acquire(upstream.slot, &upstream.address, connect_timeout, fresh)
+                .await
+            {
                 Ok(connection) => connection,
                 Err(error) => {
-                    conn.worker.row.add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                    conn.worker
+                        .row
+                        .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
                     tracing::warn!(upstream = %upstream.id, %error, "connect failed");
                     break None;
                 }
             };
-            let request_body = body.take().unwrap_or_else(|| RequestBody::empty(Rc::clone(&failure)));
-            let guard = active.take().unwrap_or_else(|| ActiveGuard::new(&conn.worker.row, upstream.slot));
-            match send(conn, upstream, connection, outgoing.build(upstream, request_body), response_timeout, guard).await {
-                Sent::Response(response) => break Some(response),
-                Sent::NotSent(request_body, reused) if reused && !fresh => {
+            let request_body = body
+                .take()
+                .unwrap_or_else(|| RequestBody::empty(Rc::clone(&failure)));
+            let guard = active
+                .take()
+                .unwrap_or_else(|| ActiveGuard::new(&conn.worker.row, upstream.slot));
+            match send(
+                conn,
+                upstream,
+                connection,
+                outgoing.build(upstream, request_body),
+                response_timeout,
+                guard,
+            )
+            .await
+            {
+                Attempt::Response(response) => break Some(response),
+                Attempt::Unsent(request_body, reused) if reused && !fresh => {
                     body = Some(request_body);
                     fresh = true;
                 }
-                Sent::NotSent(request_body, _) => {
+                Attempt::Unsent(request_body, _) => {
                     body = Some(request_body);
                     break None;
                 }
-                Sent::Lost { reused } if reused && bodyless && !fresh => fresh = true,
-                Sent::Lost { .. } => return Err(failure.get().unwrap_or(ProxyError::UpstreamFailed)),
-                Sent::TimedOut => return Err(ProxyError::UpstreamTimeout),
+                Attempt::Lost { reused } if reused && bodyless && !fresh => fresh = true,
+                Attempt::Lost { .. } => {
+                    return Err(failure.get().unwrap_or(ProxyError::UpstreamFailed));
+                }
+                Attempt::TimedOut => return Err(ProxyError::UpstreamTimeout),
             }
         };
         if let Some(response) = sent {
@@ -165,7 +246,11 @@ async fn proxy(conn: &ConnContext, target: &Target<'_>, host: Option<&str>, req:
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
-            return Err(if panic { ProxyError::NoUpstream } else { ProxyError::ConnectFailed });
+            return Err(if panic {
+                ProxyError::NoUpstream
+            } else {
+                ProxyError::ConnectFailed
+            });
         }
     }
 }
@@ -197,13 +282,13 @@ impl Outgoing<'_> {
     }
 }
 
-/// How one send went.
-enum Sent {
+/// How one attempt to send went.
+enum Attempt {
     /// A response head arrived.
     Response(Response<ResponseBody>),
     /// The connection was closed before anything was written: the request
     /// body is handed back. `bool`: the connection came from the pool.
-    NotSent(RequestBody, bool),
+    Unsent(RequestBody, bool),
     /// The request was (maybe partly) written and no response came.
     Lost { reused: bool },
     /// No response head within `response_timeout`.
@@ -217,20 +302,25 @@ async fn send(
     request: Request<RequestBody>,
     timeout: Duration,
     active: ActiveGuard,
-) -> Sent {
-    conn.worker.row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
+) -> Attempt {
+    conn.worker
+        .row
+        .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
     match tokio::time::timeout(timeout, connection.sender.try_send_request(request)).await {
-        Err(_) => Sent::TimedOut,
+        Err(_) => Attempt::TimedOut,
         Ok(Ok(response)) => {
             let (parts, body) = response.into_parts();
-            Sent::Response(Response::from_parts(parts, ResponseBody::upstream(body, Some(connection), active)))
+            Attempt::Response(Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, Some(connection), active),
+            ))
         }
         Ok(Err(mut error)) => match error.take_message() {
-            Some(request) => Sent::NotSent(request.into_body(), reused),
+            Some(request) => Attempt::Unsent(request.into_body(), reused),
             None => {
                 tracing::debug!(upstream = %upstream.id, error = %error.into_error(), "upstream failed before responding");
-                Sent::Lost { reused }
+                Attempt::Lost { reused }
             }
         },
     }
@@ -248,7 +338,10 @@ fn finish(
         let Some((protocol, client)) = client_upgrade else {
             return ProxyError::UpstreamFailed.response();
         };
-        let agreed = response.headers().get(http::header::UPGRADE).is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(protocol.as_bytes()));
+        let agreed = response
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(protocol.as_bytes()));
         if !agreed {
             return ProxyError::UpstreamFailed.response();
         }
@@ -259,12 +352,23 @@ fn finish(
 }
 
 /// Sets the listener's configured headers (replacing any client value).
-fn apply_templates(conn: &ConnContext, routes: &HttpRoutes, host: Option<&str>, headers: &mut HeaderMap) {
+fn apply_templates(
+    conn: &ConnContext,
+    routes: &HttpRoutes,
+    host: Option<&str>,
+    headers: &mut HeaderMap,
+) {
     if routes.headers.is_empty() {
         return;
     }
     let request_id = conn.worker.next_request_id();
-    let vars = RequestVars { ip: conn.client.ip(), port: conn.client.port(), host, scheme: "http", request_id: &request_id };
+    let vars = RequestVars {
+        ip: conn.client.ip(),
+        port: conn.client.port(),
+        host,
+        scheme: "http",
+        request_id: &request_id,
+    };
     for template in &routes.headers {
         headers.insert(template.name.clone(), template.render(&vars));
     }

@@ -34,8 +34,14 @@ pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Resp
         Err(_) => return not_found(),
     };
     let request = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-    let mut response = match ServeDir::new(root).append_index_html_on_directories(true).oneshot(request).await {
-        Ok(response) => response.map(|body| ResponseBody::boxed(body.map_err(Into::into).boxed_unsync())),
+    let mut response = match ServeDir::new(root)
+        .append_index_html_on_directories(true)
+        .oneshot(request)
+        .await
+    {
+        Ok(response) => {
+            response.map(|body| ResponseBody::boxed(body.map_err(Into::into).boxed_unsync()))
+        }
         Err(error) => match error {},
     };
     if response.status().is_redirection() {
@@ -47,9 +53,14 @@ pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Resp
 /// ServeDir redirects a folder to its path with a slash, but it saw the
 /// path below the rule's prefix: point the client at its own path instead.
 fn redirect_to_folder(response: &mut Response<ResponseBody>, original: &Uri) {
-    let query = original.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = original
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     if let Ok(location) = http::HeaderValue::try_from(format!("{}/{query}", original.path())) {
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
     }
 }
 
@@ -58,7 +69,12 @@ fn redirect_to_folder(response: &mut Response<ResponseBody>, original: &Uri) {
 fn safe_relative(remainder: &str) -> Option<String> {
     let mut out = String::with_capacity(remainder.len());
     for segment in remainder.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." || segment.contains(['\\', '\0']) || segment.contains("%2F") || segment.contains("%2f") {
+        if segment == "."
+            || segment == ".."
+            || segment.contains(['\\', '\0'])
+            || segment.contains("%2F")
+            || segment.contains("%2f")
+        {
             return None;
         }
         out.push('/');
@@ -99,7 +115,10 @@ fn encode_path(relative: &str) -> String {
 }
 
 fn not_found() -> Response<ResponseBody> {
-    plain_text(StatusCode::NOT_FOUND, bytes::Bytes::from_static(b"404 not found\n"))
+    plain_text(
+        StatusCode::NOT_FOUND,
+        bytes::Bytes::from_static(b"404 not found\n"),
+    )
 }
 
 #[cfg(test)]

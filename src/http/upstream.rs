@@ -69,7 +69,8 @@ pub struct UpstreamConnections {
 
 impl std::fmt::Debug for UpstreamConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConnections").finish_non_exhaustive()
+        f.debug_struct("UpstreamConnections")
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +86,10 @@ pub struct PooledConnection {
 
 impl std::fmt::Debug for PooledConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConnection").field("slot", &self.slot).field("reused", &self.reused).finish()
+        f.debug_struct("PooledConnection")
+            .field("slot", &self.slot)
+            .field("reused", &self.reused)
+            .finish()
     }
 }
 
@@ -109,12 +113,22 @@ impl UpstreamConnections {
         if !fresh {
             while let Some(mut idle) = self.take(slot) {
                 if idle.sender.ready().await.is_ok() {
-                    return Ok(PooledConnection { sender: idle.sender, reused: true, slot, pool: Rc::clone(self) });
+                    return Ok(PooledConnection {
+                        sender: idle.sender,
+                        reused: true,
+                        slot,
+                        pool: Rc::clone(self),
+                    });
                 }
             }
         }
         let sender = connect(address, timeout).await?;
-        Ok(PooledConnection { sender, reused: false, slot, pool: Rc::clone(self) })
+        Ok(PooledConnection {
+            sender,
+            reused: false,
+            slot,
+            pool: Rc::clone(self),
+        })
     }
 
     fn take(&self, slot: usize) -> Option<Idle> {
@@ -141,25 +155,44 @@ impl UpstreamConnections {
         if list.len() >= MAX_IDLE_PER_UPSTREAM {
             list.remove(0);
         }
-        list.push(Idle { sender, since: Instant::now() });
+        list.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 }
 
 /// Opens a TCP connection within `timeout` and does the HTTP/1 handshake;
 /// the connection's driver runs as a task of this worker.
-async fn connect(address: &UpstreamAddress, timeout: Duration) -> Result<SendRequest<RequestBody>, ConnectError> {
+async fn connect(
+    address: &UpstreamAddress,
+    timeout: Duration,
+) -> Result<SendRequest<RequestBody>, ConnectError> {
     let label = address.to_string();
     let stream = match tokio::time::timeout(timeout, connect_tcp(address)).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(ConnectError::Io { address: label, source }),
-        Err(_) => return Err(ConnectError::Timeout { address: label, timeout }),
+        Ok(Err(source)) => {
+            return Err(ConnectError::Io {
+                address: label,
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                address: label,
+                timeout,
+            });
+        }
     };
     // Nagle only delays small request heads; latency matters more here.
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|source| ConnectError::Handshake { address: label, source })?;
+        .map_err(|source| ConnectError::Handshake {
+            address: label,
+            source,
+        })?;
     tokio::task::spawn_local(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended");
@@ -181,5 +214,6 @@ pub async fn connect_tcp(address: &UpstreamAddress) -> io::Result<TcpStream> {
             Err(e) => last_error = Some(e),
         }
     }
-    Err(last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")))
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")))
 }

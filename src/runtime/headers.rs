@@ -69,7 +69,9 @@ pub struct RequestVars<'a> {
 
 /// A template that names a variable sluice does not know.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("header `{header}`: unknown variable `${name}` (known: $ip, $port, $host, $scheme, $request_id)")]
+#[error(
+    "header `{header}`: unknown variable `${name}` (known: $ip, $port, $host, $scheme, $request_id)"
+)]
 pub struct UnknownVariable {
     /// The header whose value holds it.
     pub header: String,
@@ -92,9 +94,15 @@ impl HeaderTemplate {
                 rest = tail;
                 continue;
             }
-            let Some((var_name, var)) = Variable::NAMES.iter().find(|(n, _)| after.starts_with(n)) else {
-                let name_len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-                return Err(UnknownVariable { header: name.to_string(), name: after[..name_len].to_owned() });
+            let Some((var_name, var)) = Variable::NAMES.iter().find(|(n, _)| after.starts_with(n))
+            else {
+                let name_len = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                return Err(UnknownVariable {
+                    header: name.to_string(),
+                    name: after[..name_len].to_owned(),
+                });
             };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -106,7 +114,12 @@ impl HeaderTemplate {
         let value = if parts.is_empty() {
             match HeaderValue::from_str(&literal) {
                 Ok(fixed) => TemplateValue::Fixed(fixed),
-                Err(_) => return Err(UnknownVariable { header: name.to_string(), name: String::new() }),
+                Err(_) => {
+                    return Err(UnknownVariable {
+                        header: name.to_string(),
+                        name: String::new(),
+                    });
+                }
             }
         } else {
             if !literal.is_empty() {
@@ -132,7 +145,9 @@ impl HeaderTemplate {
                 // Writing to a String cannot fail.
                 Part::Var(Variable::Ip) => write!(out, "{}", vars.ip).expect("write to String"),
                 Part::Var(Variable::Port) => write!(out, "{}", vars.port).expect("write to String"),
-                Part::Var(Variable::Host) => out.extend(vars.host.unwrap_or("").chars().filter(|c| !c.is_control())),
+                Part::Var(Variable::Host) => {
+                    out.extend(vars.host.unwrap_or("").chars().filter(|c| !c.is_control()))
+                }
                 Part::Var(Variable::Scheme) => out.push_str(vars.scheme),
                 Part::Var(Variable::RequestId) => out.push_str(vars.request_id),
             }
@@ -148,12 +163,22 @@ mod tests {
     use super::*;
 
     fn vars() -> RequestVars<'static> {
-        RequestVars { ip: "10.1.2.3".parse().unwrap(), port: 4711, host: Some("ex.com"), scheme: "http", request_id: "abc" }
+        RequestVars {
+            ip: "10.1.2.3".parse().unwrap(),
+            port: 4711,
+            host: Some("ex.com"),
+            scheme: "http",
+            request_id: "abc",
+        }
     }
 
     #[test]
     fn renders_every_variable() {
-        let t = HeaderTemplate::compile(HeaderName::from_static("x"), "$ip:$port $host $scheme $request_id $$").unwrap();
+        let t = HeaderTemplate::compile(
+            HeaderName::from_static("x"),
+            "$ip:$port $host $scheme $request_id $$",
+        )
+        .unwrap();
         assert_eq!(t.render(&vars()), "10.1.2.3:4711 ex.com http abc $");
     }
 

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use http::uri::Authority;
 
-use crate::config::{self, Config, ListenerMode, PoolConfig, ProxyProtocolVersion, RuleAction, Settings};
+use crate::config::{
+    self, Config, ListenerMode, PoolConfig, ProxyProtocolVersion, RuleAction, Settings,
+};
 use headers::{HeaderTemplate, UnknownVariable};
 use pool::Pool;
 use router::{RouteSpec, Router};
@@ -152,10 +154,16 @@ pub enum CompileError {
 /// Compiles a validated config.
 pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
     if config.upstreams.len() > crate::counters::MAX_UPSTREAMS {
-        return Err(CompileError::TooMany { what: "upstreams", max: crate::counters::MAX_UPSTREAMS });
+        return Err(CompileError::TooMany {
+            what: "upstreams",
+            max: crate::counters::MAX_UPSTREAMS,
+        });
     }
     if config.listeners.len() > crate::counters::MAX_LISTENERS {
-        return Err(CompileError::TooMany { what: "listeners", max: crate::counters::MAX_LISTENERS });
+        return Err(CompileError::TooMany {
+            what: "listeners",
+            max: crate::counters::MAX_LISTENERS,
+        });
     }
     let upstreams: Vec<Upstream> = config
         .upstreams
@@ -164,7 +172,11 @@ pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
         .map(|(slot, u)| Upstream {
             id: u.id.clone(),
             // A validated host:port is always a valid authority.
-            authority: u.address.to_string().parse().expect("validated address is an authority"),
+            authority: u
+                .address
+                .to_string()
+                .parse()
+                .expect("validated address is an authority"),
             slot,
             connect_timeout: u.overrides.connect_timeout,
             response_timeout: u.overrides.response_timeout,
@@ -177,26 +189,49 @@ pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
         .enumerate()
         .map(|(slot, l)| {
             let kind = match &l.mode {
-                ListenerMode::Http(http) => ListenerKind::Http(compile_http(config, &l.name, http)?),
+                ListenerMode::Http(http) => {
+                    ListenerKind::Http(compile_http(config, &l.name, http)?)
+                }
                 ListenerMode::Tcp(tcp) => ListenerKind::Tcp(TcpRoute {
                     pool: compile_pool(config, &tcp.pool),
                     proxy_protocol: tcp.proxy_protocol,
                     accept_proxy_protocol: tcp.accept_proxy_protocol,
                 }),
             };
-            Ok(Listener { name: l.name.clone(), listen: l.listen, slot, settings: l.settings, kind })
+            Ok(Listener {
+                name: l.name.clone(),
+                listen: l.listen,
+                slot,
+                settings: l.settings,
+                kind,
+            })
         })
         .collect::<Result<_, CompileError>>()?;
-    Ok(Runtime { upstreams, listeners })
+    Ok(Runtime {
+        upstreams,
+        listeners,
+    })
 }
 
-fn compile_http(config: &Config, listener: &str, http: &config::HttpListenerConfig) -> Result<HttpRoutes, CompileError> {
+fn compile_http(
+    config: &Config,
+    listener: &str,
+    http: &config::HttpListenerConfig,
+) -> Result<HttpRoutes, CompileError> {
     let specs: Vec<RouteSpec<'_>> = http
         .rules
         .iter()
-        .map(|r| RouteSpec { path: &r.path, host: r.host.as_deref(), methods: &r.methods, priority: r.priority })
+        .map(|r| RouteSpec {
+            path: &r.path,
+            host: r.host.as_deref(),
+            methods: &r.methods,
+            priority: r.priority,
+        })
         .collect();
-    let router = Router::new(&specs).map_err(|source| CompileError::Pattern { listener: listener.to_owned(), source })?;
+    let router = Router::new(&specs).map_err(|source| CompileError::Pattern {
+        listener: listener.to_owned(),
+        source,
+    })?;
     let rules = http
         .rules
         .iter()
@@ -204,7 +239,10 @@ fn compile_http(config: &Config, listener: &str, http: &config::HttpListenerConf
             label: r.name.clone().unwrap_or_else(|| r.path.clone()),
             settings: r.settings,
             action: match &r.action {
-                RuleAction::Proxy { pool, pass_host } => Action::Proxy { pool: compile_pool(config, pool), pass_host: *pass_host },
+                RuleAction::Proxy { pool, pass_host } => Action::Proxy {
+                    pool: compile_pool(config, pool),
+                    pass_host: *pass_host,
+                },
                 RuleAction::Static { root } => Action::Static { root: root.clone() },
             },
         })
@@ -214,8 +252,15 @@ fn compile_http(config: &Config, listener: &str, http: &config::HttpListenerConf
         .iter()
         .map(|h| HeaderTemplate::compile(h.name.clone(), &h.value))
         .collect::<Result<_, _>>()
-        .map_err(|source| CompileError::Header { listener: listener.to_owned(), source })?;
-    Ok(HttpRoutes { router, rules, headers })
+        .map_err(|source| CompileError::Header {
+            listener: listener.to_owned(),
+            source,
+        })?;
+    Ok(HttpRoutes {
+        router,
+        rules,
+        headers,
+    })
 }
 
 fn compile_pool(config: &Config, pool: &PoolConfig) -> Pool {

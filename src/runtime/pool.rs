@@ -23,9 +23,15 @@ pub struct Pool {
 
 impl Pool {
     /// Builds a pool; `members` are (upstream index, counter slot, id, weight).
-    pub fn new(members: &[(usize, usize, &str, u32)], kind: strategies::StrategyKind, hash_key: Option<HashKey>) -> Pool {
-        let specs: Vec<strategies::UpstreamSpec<'_>> =
-            members.iter().map(|&(_, _, id, weight)| strategies::UpstreamSpec { id, weight }).collect();
+    pub fn new(
+        members: &[(usize, usize, &str, u32)],
+        kind: strategies::StrategyKind,
+        hash_key: Option<HashKey>,
+    ) -> Pool {
+        let specs: Vec<strategies::UpstreamSpec<'_>> = members
+            .iter()
+            .map(|&(_, _, id, weight)| strategies::UpstreamSpec { id, weight })
+            .collect();
         Pool {
             members: members.iter().map(|m| m.0).collect(),
             slots: members.iter().map(|m| m.1).collect(),

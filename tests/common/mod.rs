@@ -57,7 +57,9 @@ impl Backend {
         let log = Arc::clone(&seen);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -67,17 +69,33 @@ impl Backend {
                             answer(name, log, req).await
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
                 });
             }
         });
-        Backend { name, addr, seen, task: Some(task) }
+        Backend {
+            name,
+            addr,
+            seen,
+            task: Some(task),
+        }
     }
 
     /// A backend whose address refuses connections (bound, then closed).
     pub fn dead(name: &'static str) -> Backend {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        Backend { name, addr, seen: Arc::default(), task: None }
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        Backend {
+            name,
+            addr,
+            seen: Arc::default(),
+            task: None,
+        }
     }
 
     /// Requests seen so far.
@@ -99,12 +117,23 @@ fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).boxed()
 }
 
-async fn answer(name: &'static str, log: Arc<Mutex<Vec<Seen>>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn answer(
+    name: &'static str,
+    log: Arc<Mutex<Vec<Seen>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let headers = req.headers().clone();
-    let record = |body_len| log.lock().unwrap().push(Seen { method: method.clone(), uri: uri.clone(), headers: headers.clone(), body_len });
+    let record = |body_len| {
+        log.lock().unwrap().push(Seen {
+            method: method.clone(),
+            uri: uri.clone(),
+            headers: headers.clone(),
+            body_len,
+        })
+    };
     if path == "/ws" {
         record(0);
         return Ok(websocket(req));
@@ -131,10 +160,20 @@ async fn answer(name: &'static str, log: Arc<Mutex<Vec<Seen>>>, req: Request<Inc
                 }
             }
         });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        return Ok(with_name(name, Response::new(StreamBody::new(stream).boxed())));
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        return Ok(with_name(
+            name,
+            Response::new(StreamBody::new(stream).boxed()),
+        ));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     record(body.len());
     if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
@@ -153,7 +192,9 @@ async fn answer(name: &'static str, log: Arc<Mutex<Vec<Seen>>>, req: Request<Inc
             }
         });
         let mut response = Response::new(StreamBody::new(stream).boxed());
-        response.headers_mut().insert("content-length", total.into());
+        response
+            .headers_mut()
+            .insert("content-length", total.into());
         return Ok(with_name(name, response));
     }
     if let Some(code) = path.strip_prefix("/status/") {
@@ -161,11 +202,16 @@ async fn answer(name: &'static str, log: Arc<Mutex<Vec<Seen>>>, req: Request<Inc
         *response.status_mut() = StatusCode::from_u16(code.parse().unwrap()).unwrap();
         return Ok(with_name(name, response));
     }
-    Ok(with_name(name, Response::new(full(format!("{name} {method} {uri}")))))
+    Ok(with_name(
+        name,
+        Response::new(full(format!("{name} {method} {uri}"))),
+    ))
 }
 
 fn with_name(name: &'static str, mut response: Response<Body>) -> Response<Body> {
-    response.headers_mut().insert("x-backend", http::HeaderValue::from_static(name));
+    response
+        .headers_mut()
+        .insert("x-backend", http::HeaderValue::from_static(name));
     response
 }
 
@@ -176,7 +222,12 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = upgrade.await.unwrap();
-        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         use futures_util::{SinkExt, StreamExt};
         while let Some(Ok(message)) = ws.next().await {
             if message.is_text() || message.is_binary() {
@@ -186,9 +237,16 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     });
     let mut response = Response::new(full(""));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    response.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-    response.headers_mut().insert("connection", "upgrade".parse().unwrap());
-    response.headers_mut().insert("sec-websocket-accept", derive_accept_key(key.as_bytes()).parse().unwrap());
+    response
+        .headers_mut()
+        .insert("upgrade", "websocket".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("connection", "upgrade".parse().unwrap());
+    response.headers_mut().insert(
+        "sec-websocket-accept",
+        derive_accept_key(key.as_bytes()).parse().unwrap(),
+    );
     response
 }
 
@@ -228,7 +286,10 @@ impl Proxy {
 pub fn upstreams_yaml(backends: &[&Backend]) -> String {
     let mut yaml = String::from("upstreams:\n");
     for b in backends {
-        yaml.push_str(&format!("  - id: {}\n    address: {}\n    health_check: {{ kind: none }}\n", b.name, b.addr));
+        yaml.push_str(&format!(
+            "  - id: {}\n    address: {}\n    health_check: {{ kind: none }}\n",
+            b.name, b.addr
+        ));
     }
     yaml
 }
@@ -261,12 +322,56 @@ pub async fn read_until_quiet(stream: &mut TcpStream, quiet: Duration) -> String
 
 /// The status code of the first response in raw text.
 pub fn status_of(response: &str) -> u16 {
-    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {response:?}"))
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
 }
 
 /// Peak resident memory of this process so far, in bytes.
 pub fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Sends exact bytes and reads one response: its head, then
+/// `Content-Length` bytes (or until close when there is none).
+pub async fn raw_response(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_response(&mut stream).await
+}
+
+/// Reads one response from `stream` (see [`raw_response`]); gives up after
+/// 10 s of silence.
+pub async fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(length) = length
+                && out.len() >= end + 4 + length
+            {
+                out.truncate(end + 4 + length);
+                break;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
