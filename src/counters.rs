@@ -70,8 +70,23 @@ const UPSTREAM_FIELDS: usize = 5;
 /// Slots in one row.
 const ROW_SLOTS: usize = MAX_LISTENERS * LISTENER_FIELDS + MAX_UPSTREAMS * UPSTREAM_FIELDS;
 
-/// The whole region: `rows` rows of [`ROW_SLOTS`] atomics. Row 0 holds
-/// health (one slot per upstream, 1 = up); rows 1.. belong to workers.
+/// Results of active health checks, per upstream (written by the health
+/// checker only, in the health row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum CheckResult {
+    /// The probe passed.
+    Success,
+    /// The probe failed (refused, wrong answer, wrong status).
+    Failure,
+    /// The probe did not finish within its timeout.
+    Timeout,
+}
+
+/// The whole region: `rows` rows of [`ROW_SLOTS`] atomics. Row 0 is the
+/// health row (written by the health checker only): one "down" flag per
+/// upstream, then three check-result counters per upstream. Rows 1.. belong
+/// to workers.
 #[derive(Debug)]
 pub struct Region {
     map: MmapMut,
@@ -130,6 +145,21 @@ impl Region {
     pub fn set_up(&self, upstream: usize, up: bool) {
         self.slots(0)[upstream].store(u64::from(!up), Ordering::Relaxed);
     }
+
+    /// Counts one health check result for an upstream.
+    pub fn count_check(&self, upstream: usize, result: CheckResult) {
+        self.slots(0)[check_slot(upstream, result)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many checks of an upstream ended with `result`.
+    pub fn checks(&self, upstream: usize, result: CheckResult) -> u64 {
+        self.slots(0)[check_slot(upstream, result)].load(Ordering::Relaxed)
+    }
+}
+
+fn check_slot(upstream: usize, result: CheckResult) -> usize {
+    assert!(upstream < MAX_UPSTREAMS, "upstream slot {upstream} out of range");
+    MAX_UPSTREAMS + upstream * 3 + result as usize
 }
 
 fn listener_slot(listener: usize, counter: ListenerCounter) -> usize {
@@ -276,5 +306,9 @@ mod tests {
         assert!(region.is_up(9));
         region.set_up(9, false);
         assert!(!region.is_up(9));
+        region.count_check(9, CheckResult::Timeout);
+        assert_eq!(region.checks(9, CheckResult::Timeout), 1);
+        assert_eq!(region.checks(9, CheckResult::Success), 0);
+        assert!(!region.is_up(9), "check counters do not touch health flags");
     }
 }
