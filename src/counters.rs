@@ -7,7 +7,14 @@
 //! never contends on a cache line with another process; readers sum the
 //! rows. Slots are addressed by a listener or upstream *slot number*
 //! assigned when the config is compiled.
+//!
+//! The region is a memfd mapped shared: the supervisor creates it and every
+//! worker process maps the same pages. Row 0 is the health row, row 1 the
+//! retired row (counters of workers that died, folded in so totals never go
+//! backwards), rows 2.. one per worker.
 
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,6 +74,11 @@ pub enum UpstreamCounter {
 /// Number of [`UpstreamCounter`] kinds.
 const UPSTREAM_FIELDS: usize = 5;
 
+/// Rows before the first worker row: health, retired.
+const FIXED_ROWS: usize = 2;
+/// The retired row.
+const RETIRED_ROW: usize = 1;
+
 /// Slots in one row.
 const ROW_SLOTS: usize = MAX_LISTENERS * LISTENER_FIELDS + MAX_UPSTREAMS * UPSTREAM_FIELDS;
 
@@ -91,15 +103,67 @@ pub enum CheckResult {
 pub struct Region {
     map: MmapMut,
     rows: usize,
+    file: File,
 }
 
 impl Region {
-    /// Maps a zeroed region with room for `workers` worker rows. Untouched
-    /// pages cost no memory.
+    /// Creates a zeroed region (a memfd) with room for `workers` worker
+    /// rows. Untouched pages cost no memory.
     pub fn new(workers: usize) -> std::io::Result<Arc<Region>> {
-        let rows = workers + 1;
-        let map = MmapMut::map_anon(rows * ROW_SLOTS * size_of::<AtomicU64>())?;
-        Ok(Arc::new(Region { map, rows }))
+        let fd = rustix::fs::memfd_create("sluice-counters", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let rows = workers + FIXED_ROWS;
+        rustix::fs::ftruncate(&fd, (rows * ROW_SLOTS * size_of::<AtomicU64>()) as u64)?;
+        Region::map(fd, workers)
+    }
+
+    /// Maps a region another process created (a worker mapping the
+    /// supervisor's memfd).
+    pub fn open(fd: OwnedFd, workers: usize) -> std::io::Result<Arc<Region>> {
+        let expected = ((workers + FIXED_ROWS) * ROW_SLOTS * size_of::<AtomicU64>()) as u64;
+        let file = File::from(fd);
+        if file.metadata()?.len() != expected {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "counter region has an unexpected size",
+            ));
+        }
+        Region::map(OwnedFd::from(file), workers)
+    }
+
+    fn map(fd: OwnedFd, workers: usize) -> std::io::Result<Arc<Region>> {
+        let file = File::from(fd);
+        // SAFETY: the file is a memfd sized above that nobody truncates; its
+        // contents are only ever accessed through atomics.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        Ok(Arc::new(Region {
+            map,
+            rows: workers + FIXED_ROWS,
+            file,
+        }))
+    }
+
+    /// The memfd, to hand to worker processes.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Number of worker rows.
+    pub fn workers(&self) -> usize {
+        self.rows - FIXED_ROWS
+    }
+
+    /// Folds a dead worker's row into the retired row and zeroes it: its
+    /// counters keep counting in the totals, its gauges (open connections,
+    /// requests in flight) drop to zero.
+    pub fn retire(&self, worker: usize) {
+        let row = self.slots(worker + FIXED_ROWS);
+        let retired = self.slots(RETIRED_ROW);
+        for (slot, (cell, total)) in row.iter().zip(retired).enumerate() {
+            let value = cell.swap(0, Ordering::Relaxed);
+            if value != 0 && !is_gauge(slot) {
+                total.fetch_add(value, Ordering::Relaxed);
+            }
+        }
     }
 
     fn slots(&self, row: usize) -> &[AtomicU64] {
@@ -113,17 +177,20 @@ impl Region {
 
     /// The row a worker writes (`worker` counts from 0).
     pub fn worker_row(self: &Arc<Self>, worker: usize) -> Row {
-        assert!(worker + 1 < self.rows, "worker {worker} has no row");
+        assert!(
+            worker + FIXED_ROWS < self.rows,
+            "worker {worker} has no row"
+        );
         Row {
             region: Arc::clone(self),
-            row: worker + 1,
+            row: worker + FIXED_ROWS,
         }
     }
 
     /// Sum of a listener counter over every worker row.
     pub fn listener_total(&self, listener: usize, counter: ListenerCounter) -> u64 {
         let slot = listener_slot(listener, counter);
-        (1..self.rows)
+        (RETIRED_ROW..self.rows)
             .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
             .sum()
     }
@@ -131,7 +198,7 @@ impl Region {
     /// Sum of an upstream counter over every worker row.
     pub fn upstream_total(&self, upstream: usize, counter: UpstreamCounter) -> u64 {
         let slot = upstream_slot(upstream, counter);
-        (1..self.rows)
+        (RETIRED_ROW..self.rows)
             .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
             .sum()
     }
@@ -157,8 +224,22 @@ impl Region {
     }
 }
 
+/// Whether a row slot holds a gauge (zeroed, not summed, when a worker
+/// retires).
+fn is_gauge(slot: usize) -> bool {
+    let listeners_end = MAX_LISTENERS * LISTENER_FIELDS;
+    if slot < listeners_end {
+        slot % LISTENER_FIELDS == ListenerCounter::ConnectionsActive as usize
+    } else {
+        (slot - listeners_end) % UPSTREAM_FIELDS == UpstreamCounter::Active as usize
+    }
+}
+
 fn check_slot(upstream: usize, result: CheckResult) -> usize {
-    assert!(upstream < MAX_UPSTREAMS, "upstream slot {upstream} out of range");
+    assert!(
+        upstream < MAX_UPSTREAMS,
+        "upstream slot {upstream} out of range"
+    );
     MAX_UPSTREAMS + upstream * 3 + result as usize
 }
 
@@ -310,5 +391,43 @@ mod tests {
         assert_eq!(region.checks(9, CheckResult::Timeout), 1);
         assert_eq!(region.checks(9, CheckResult::Success), 0);
         assert!(!region.is_up(9), "check counters do not touch health flags");
+    }
+
+    #[test]
+    fn a_retired_worker_keeps_its_counts_but_not_its_gauges() {
+        let region = Region::new(2).unwrap();
+        let row = region.worker_row(1);
+        row.add_listener(2, ListenerCounter::ConnectionsTotal, 5);
+        row.add_listener(2, ListenerCounter::ConnectionsActive, 3);
+        row.add_upstream(4, UpstreamCounter::Requests, 11);
+        row.add_upstream(4, UpstreamCounter::Active, 2);
+        region.retire(1);
+        assert_eq!(
+            region.listener_total(2, ListenerCounter::ConnectionsTotal),
+            5
+        );
+        assert_eq!(
+            region.listener_total(2, ListenerCounter::ConnectionsActive),
+            0
+        );
+        assert_eq!(region.upstream_total(4, UpstreamCounter::Requests), 11);
+        assert_eq!(region.upstream_total(4, UpstreamCounter::Active), 0);
+        assert_eq!(
+            row.listener(2, ListenerCounter::ConnectionsTotal),
+            0,
+            "the row starts afresh for a replacement"
+        );
+    }
+
+    #[test]
+    fn another_mapping_of_the_memfd_sees_the_same_counters() {
+        let region = Region::new(1).unwrap();
+        let fd = region.fd().try_clone_to_owned().unwrap();
+        let other = Region::open(fd, 1).unwrap();
+        region
+            .worker_row(0)
+            .add_upstream(1, UpstreamCounter::Requests, 7);
+        assert_eq!(other.upstream_total(1, UpstreamCounter::Requests), 7);
+        assert!(Region::open(region.fd().try_clone_to_owned().unwrap(), 3).is_err());
     }
 }
