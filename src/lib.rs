@@ -1,6 +1,7 @@
 //! sluice: a layer-4/7 load balancer.
 //!
 //! # Layout
+//! - [`channel`]: framed messages and descriptors between supervisor and workers.
 //! - [`cli`]: the command line (clap) and its dispatch to the commands.
 //! - [`config`]: reading, validating and typing the YAML config file.
 //! - [`runtime`]: the config compiled into its hot-path form: router
@@ -16,6 +17,7 @@
 //! - [`demo`]: `sluice demo`, built-in backends and a balancer in front.
 //! - [`starter`]: `sluice init`, the commented starter config.
 
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod counters;

@@ -8,6 +8,7 @@
 pub mod headers;
 pub mod pool;
 pub mod router;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,10 +22,13 @@ use crate::config::{
 use headers::{HeaderTemplate, UnknownVariable};
 use pool::Pool;
 use router::{RouteSpec, Router};
+use slots::Slots;
 
 /// A compiled config generation.
 #[derive(Debug)]
 pub struct Runtime {
+    /// The slot assignment this generation was compiled with.
+    pub slots: Slots,
     /// Every upstream; index = counter slot.
     pub upstreams: Vec<Upstream>,
     /// Every listener; index = counter slot.
@@ -141,80 +145,70 @@ pub enum CompileError {
         /// What is wrong.
         source: router::PatternError,
     },
-    /// More listeners or upstreams than the counter region holds.
-    #[error("too many {what}: at most {max}")]
-    TooMany {
-        /// Listeners or upstreams.
-        what: &'static str,
-        /// The limit.
-        max: usize,
-    },
+    /// Counter slots could not be assigned.
+    #[error("{0}")]
+    Slots(String),
 }
 
-/// Compiles a validated config.
+/// Compiles a validated config with slots assigned afresh (a first
+/// generation; tests and `sluice check`).
 pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
-    if config.upstreams.len() > crate::counters::MAX_UPSTREAMS {
-        return Err(CompileError::TooMany {
-            what: "upstreams",
-            max: crate::counters::MAX_UPSTREAMS,
-        });
-    }
-    if config.listeners.len() > crate::counters::MAX_LISTENERS {
-        return Err(CompileError::TooMany {
-            what: "listeners",
-            max: crate::counters::MAX_LISTENERS,
-        });
-    }
+    let slots = Slots::assign(config, &Slots::default()).map_err(|e| CompileError::Slots(e.to_string()))?;
+    compile_with(config, &slots)
+}
+
+/// Compiles a validated config with the supervisor's slot assignment.
+pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileError> {
     let upstreams: Vec<Upstream> = config
         .upstreams
         .iter()
-        .enumerate()
-        .map(|(slot, u)| Upstream {
-            id: u.id.clone(),
-            // A validated host:port is always a valid authority.
-            authority: u
-                .address
-                .to_string()
-                .parse()
-                .expect("validated address is an authority"),
-            slot,
-            connect_timeout: u.overrides.connect_timeout,
-            response_timeout: u.overrides.response_timeout,
-            address: u.address.clone(),
+        .map(|u| {
+            let address = u.address.to_string();
+            let slot = slots
+                .upstream(&u.id, &address)
+                .ok_or_else(|| CompileError::Slots(format!("upstream `{}` has no counter slot", u.id)))?;
+            Ok(Upstream {
+                id: u.id.clone(),
+                // A validated host:port is always a valid authority.
+                authority: address.parse().expect("validated address is an authority"),
+                slot,
+                connect_timeout: u.overrides.connect_timeout,
+                response_timeout: u.overrides.response_timeout,
+                address: u.address.clone(),
+            })
         })
-        .collect();
+        .collect::<Result<_, CompileError>>()?;
     let listeners = config
         .listeners
         .iter()
-        .enumerate()
-        .map(|(slot, l)| {
+        .map(|l| {
+            let slot = slots
+                .listener(&l.name)
+                .ok_or_else(|| CompileError::Slots(format!("listener `{}` has no counter slot", l.name)))?;
             let kind = match &l.mode {
-                ListenerMode::Http(http) => {
-                    ListenerKind::Http(compile_http(config, &l.name, http)?)
-                }
+                ListenerMode::Http(http) => ListenerKind::Http(compile_http(config, &upstreams, &l.name, http)?),
                 ListenerMode::Tcp(tcp) => ListenerKind::Tcp(TcpRoute {
-                    pool: compile_pool(config, &tcp.pool),
+                    pool: compile_pool(config, &upstreams, &tcp.pool),
                     proxy_protocol: tcp.proxy_protocol,
                     accept_proxy_protocol: tcp.accept_proxy_protocol,
                 }),
             };
-            Ok(Listener {
-                name: l.name.clone(),
-                listen: l.listen,
-                slot,
-                settings: l.settings,
-                kind,
-            })
+            Ok(Listener { name: l.name.clone(), listen: l.listen, slot, settings: l.settings, kind })
         })
         .collect::<Result<_, CompileError>>()?;
-    Ok(Runtime {
-        upstreams,
-        listeners,
-    })
+    Ok(Runtime { slots: slots.clone(), upstreams, listeners })
+}
+
+impl Runtime {
+    /// The index of listener `name` in this generation.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
+    }
 }
 
 fn compile_http(
     config: &Config,
+    upstreams: &[Upstream],
     listener: &str,
     http: &config::HttpListenerConfig,
 ) -> Result<HttpRoutes, CompileError> {
@@ -240,7 +234,7 @@ fn compile_http(
             settings: r.settings,
             action: match &r.action {
                 RuleAction::Proxy { pool, pass_host } => Action::Proxy {
-                    pool: compile_pool(config, pool),
+                    pool: compile_pool(config, upstreams, pool),
                     pass_host: *pass_host,
                 },
                 RuleAction::Static { root } => Action::Static { root: root.clone() },
@@ -263,14 +257,14 @@ fn compile_http(
     })
 }
 
-fn compile_pool(config: &Config, pool: &PoolConfig) -> Pool {
+fn compile_pool(config: &Config, upstreams: &[Upstream], pool: &PoolConfig) -> Pool {
     let members: Vec<(usize, usize, &str, u32)> = pool
         .upstreams
         .iter()
         .filter_map(|id| config.upstreams.iter().position(|u| &u.id == id))
         .map(|index| {
             let u = &config.upstreams[index];
-            (index, index, u.id.as_str(), u.weight.get())
+            (index, upstreams[index].slot, u.id.as_str(), u.weight.get())
         })
         .collect();
     Pool::new(&members, pool.strategy, pool.hash_key.clone())
