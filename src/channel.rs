@@ -6,13 +6,17 @@
 //! plain `read`; received descriptors queue up and each frame says how many
 //! of them are its own.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 
@@ -71,15 +75,20 @@ pub enum ChannelError {
 #[derive(Debug)]
 pub struct Channel {
     stream: UnixStream,
-    buffer: Vec<u8>,
-    fds: VecDeque<OwnedFd>,
+    buffer: RefCell<Vec<u8>>,
+    fds: RefCell<VecDeque<OwnedFd>>,
 }
 
 /// A connected pair of channel ends as plain descriptors: one stays, one
 /// goes to the child.
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
-    Ok(socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None)?)
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?)
 }
 
 impl Channel {
@@ -87,7 +96,11 @@ impl Channel {
     pub fn new(fd: OwnedFd) -> io::Result<Channel> {
         let std_stream = std::os::unix::net::UnixStream::from(fd);
         std_stream.set_nonblocking(true)?;
-        Ok(Channel { stream: UnixStream::from_std(std_stream)?, buffer: Vec::new(), fds: VecDeque::new() })
+        Ok(Channel {
+            stream: UnixStream::from_std(std_stream)?,
+            buffer: RefCell::default(),
+            fds: RefCell::default(),
+        })
     }
 
     /// Sends a message (and its descriptors).
@@ -105,12 +118,21 @@ impl Channel {
             sent += self
                 .stream
                 .async_io(Interest::WRITABLE, || {
-                    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(attach.len().max(1)))];
+                    let mut space = vec![
+                        MaybeUninit::uninit();
+                        rustix::cmsg_space!(ScmRights(attach.len().max(1)))
+                    ];
                     let mut control = SendAncillaryBuffer::new(&mut space);
-                    if !attach.is_empty() && !control.push(SendAncillaryMessage::ScmRights(attach)) {
+                    if !attach.is_empty() && !control.push(SendAncillaryMessage::ScmRights(attach))
+                    {
                         return Err(io::Error::other("too many descriptors for one message"));
                     }
-                    Ok(rustix::net::sendmsg(&self.stream, &[IoSlice::new(chunk)], &mut control, SendFlags::NOSIGNAL)?)
+                    Ok(rustix::net::sendmsg(
+                        &self.stream,
+                        &[IoSlice::new(chunk)],
+                        &mut control,
+                        SendFlags::NOSIGNAL,
+                    )?)
                 })
                 .await?;
         }
@@ -118,7 +140,7 @@ impl Channel {
     }
 
     /// Receives the next message.
-    pub async fn recv(&mut self) -> Result<Message, ChannelError> {
+    pub async fn recv(&self) -> Result<Message, ChannelError> {
         loop {
             if let Some(message) = self.take_frame()? {
                 return Ok(message);
@@ -127,15 +149,21 @@ impl Channel {
         }
     }
 
-    async fn fill(&mut self) -> Result<(), ChannelError> {
+    async fn fill(&self) -> Result<(), ChannelError> {
         let mut chunk = vec![0u8; 64 * 1024];
         let mut received = Vec::new();
         let n = self
             .stream
             .async_io(Interest::READABLE, || {
-                let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+                let mut space =
+                    vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
                 let mut control = RecvAncillaryBuffer::new(&mut space);
-                let msg = rustix::net::recvmsg(&self.stream, &mut [IoSliceMut::new(&mut chunk)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+                let msg = rustix::net::recvmsg(
+                    &self.stream,
+                    &mut [IoSliceMut::new(&mut chunk)],
+                    &mut control,
+                    RecvFlags::CMSG_CLOEXEC,
+                )?;
                 for message in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(fds) = message {
                         received.extend(fds);
@@ -144,32 +172,34 @@ impl Channel {
                 Ok(msg.bytes)
             })
             .await?;
-        self.fds.extend(received);
+        self.fds.borrow_mut().extend(received);
         if n == 0 {
             return Err(ChannelError::Closed);
         }
-        self.buffer.extend_from_slice(&chunk[..n]);
+        self.buffer.borrow_mut().extend_from_slice(&chunk[..n]);
         Ok(())
     }
 
-    fn take_frame(&mut self) -> Result<Option<Message>, ChannelError> {
-        if self.buffer.len() < 9 {
+    fn take_frame(&self) -> Result<Option<Message>, ChannelError> {
+        let mut buffer = self.buffer.borrow_mut();
+        let mut queued = self.fds.borrow_mut();
+        if buffer.len() < 9 {
             return Ok(None);
         }
-        let len = u32::from_le_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]) as usize;
-        let fd_count = u32::from_le_bytes([self.buffer[5], self.buffer[6], self.buffer[7], self.buffer[8]]) as usize;
+        let len = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
+        let fd_count = u32::from_le_bytes([buffer[5], buffer[6], buffer[7], buffer[8]]) as usize;
         if len > MAX_FRAME || fd_count > MAX_FDS {
             return Err(ChannelError::Malformed("frame too large"));
         }
-        if self.buffer.len() < 9 + len {
+        if buffer.len() < 9 + len {
             return Ok(None);
         }
-        if self.fds.len() < fd_count {
+        if queued.len() < fd_count {
             return Err(ChannelError::Malformed("descriptors missing"));
         }
-        let kind = self.buffer[4];
-        let payload: Vec<u8> = self.buffer.drain(..9 + len).skip(9).collect();
-        let fds: Vec<OwnedFd> = self.fds.drain(..fd_count).collect();
+        let kind = buffer[4];
+        let payload: Vec<u8> = buffer.drain(..9 + len).skip(9).collect();
+        let fds: Vec<OwnedFd> = queued.drain(..fd_count).collect();
         decode(kind, &payload, fds).map(Some)
     }
 }
@@ -212,7 +242,11 @@ fn encode(message: &Message) -> (u8, Vec<u8>, Vec<BorrowedFd<'_>>) {
             for (name, _) in &config.listeners {
                 out.str(name);
             }
-            (CONFIG, out.0, config.listeners.iter().map(|(_, fd)| fd.as_fd()).collect())
+            (
+                CONFIG,
+                out.0,
+                config.listeners.iter().map(|(_, fd)| fd.as_fd()).collect(),
+            )
         }
         Message::Applied(generation) => {
             out.u64(*generation);
@@ -237,7 +271,11 @@ fn decode(kind: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, Channe
             let text = r.str()?;
             let mut upstreams = Vec::new();
             for _ in 0..r.u32()? {
-                upstreams.push(if r.u8()? == 1 { Some((r.str()?, r.str()?)) } else { None });
+                upstreams.push(if r.u8()? == 1 {
+                    Some((r.str()?, r.str()?))
+                } else {
+                    None
+                });
             }
             let mut listeners = Vec::new();
             for _ in 0..r.u32()? {
@@ -245,13 +283,21 @@ fn decode(kind: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, Channe
             }
             let count = r.u32()? as usize;
             if count != fds.len() {
-                return Err(ChannelError::Malformed("listener count differs from descriptors"));
+                return Err(ChannelError::Malformed(
+                    "listener count differs from descriptors",
+                ));
             }
             let mut named = Vec::with_capacity(count);
             for fd in fds {
                 named.push((r.str()?, fd));
             }
-            Message::Config(ConfigMessage { generation, source, text, slots: Slots::from_tables(upstreams, listeners), listeners: named })
+            Message::Config(ConfigMessage {
+                generation,
+                source,
+                text,
+                slots: Slots::from_tables(upstreams, listeners),
+                listeners: named,
+            })
         }
         APPLIED => Message::Applied(r.u64()?),
         REJECTED => Message::Rejected(r.u64()?, r.str()?),
@@ -301,11 +347,14 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Result<u64, ChannelError> {
         let b = self.take(8)?;
-        Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        Ok(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
     fn str(&mut self) -> Result<String, ChannelError> {
         let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| ChannelError::Malformed("text is not UTF-8"))
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| ChannelError::Malformed("text is not UTF-8"))
     }
 }
 
@@ -316,17 +365,26 @@ mod tests {
     #[tokio::test]
     async fn config_with_listeners_crosses_the_channel() {
         let (a, b) = pair().unwrap();
-        let (a, mut b) = (Channel::new(a).unwrap(), Channel::new(b).unwrap());
-        let sockets: Vec<std::net::TcpListener> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let (a, b) = (Channel::new(a).unwrap(), Channel::new(b).unwrap());
+        let sockets: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
         let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
-        let slots = Slots::from_tables(vec![Some(("a".into(), "127.0.0.1:1".into())), None], vec![Some("web".into())]);
+        let slots = Slots::from_tables(
+            vec![Some(("a".into(), "127.0.0.1:1".into())), None],
+            vec![Some("web".into())],
+        );
         let big = "x".repeat(300_000);
         let message = Message::Config(ConfigMessage {
             generation: 7,
             source: "/etc/sluice.yaml".into(),
             text: big.clone(),
             slots: slots.clone(),
-            listeners: sockets.into_iter().enumerate().map(|(i, s)| (format!("l{i}"), OwnedFd::from(s))).collect(),
+            listeners: sockets
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (format!("l{i}"), OwnedFd::from(s)))
+                .collect(),
         });
         let send = async {
             a.send(&message).await.unwrap();
@@ -334,7 +392,9 @@ mod tests {
             a.send(&Message::Rejected(3, "nope".into())).await.unwrap();
         };
         let receive = async {
-            let Message::Config(got) = b.recv().await.unwrap() else { panic!("not a config") };
+            let Message::Config(got) = b.recv().await.unwrap() else {
+                panic!("not a config")
+            };
             assert!(matches!(b.recv().await.unwrap(), Message::Heartbeat));
             assert!(matches!(b.recv().await.unwrap(), Message::Rejected(3, e) if e == "nope"));
             got
@@ -343,7 +403,8 @@ mod tests {
         assert_eq!(got.generation, 7);
         assert_eq!(got.text, big);
         assert_eq!(got.slots, slots);
-        for ((name, fd), (i, addr)) in got.listeners.into_iter().zip(addrs.into_iter().enumerate()) {
+        for ((name, fd), (i, addr)) in got.listeners.into_iter().zip(addrs.into_iter().enumerate())
+        {
             assert_eq!(name, format!("l{i}"));
             assert_eq!(std::net::TcpListener::from(fd).local_addr().unwrap(), addr);
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ListenerMode, RuleAction};
+use crate::supervisor::control::Command as Control;
 
 /// sluice: a layer-4/7 load balancer.
 #[derive(Debug, Parser)]
@@ -24,6 +25,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the balancer in the foreground (for systemd and containers); logs to stderr.
     Run(ConfigArg),
+    /// Run the balancer in the background; prints its PID.
+    Start(ConfigArg),
+    /// Stop a running balancer gracefully (draining open connections).
+    Stop(PidArg),
+    /// Reload the config of a running balancer without dropping traffic; prints what changed.
+    Reload(PidArg),
+    /// Show a running balancer's workers, listeners and upstreams.
+    Status(PidArg),
     /// Validate a config file: prints a summary, or every error with file:line:column.
     Check(ConfigArg),
     /// Write a commented starter config; refuses to overwrite an existing file.
@@ -38,6 +47,27 @@ pub enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// A worker process (started by the supervisor, not by hand).
+    #[command(hide = true)]
+    Worker {
+        /// This worker's row in the counter region.
+        #[arg(long)]
+        index: usize,
+        /// How many workers the region has rows for.
+        #[arg(long)]
+        workers: usize,
+        /// The supervisor's PID (the worker exits if its parent differs).
+        #[arg(long)]
+        supervisor: u32,
+    },
+}
+
+/// Which running instance to talk to.
+#[derive(Debug, clap::Args)]
+pub struct PidArg {
+    /// PID of the supervisor (needed when several instances run).
+    #[arg(short, long)]
+    pub pid: Option<u32>,
 }
 
 /// The config file argument shared by commands.
@@ -57,12 +87,21 @@ pub struct ConfigArg {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(arg) => {
-            let Some(config) = load_or_print(&arg.config) else {
+            if load_or_print(&arg.config).is_none() {
                 return Ok(1);
-            };
-            crate::supervisor::run(&config)?;
+            }
+            crate::supervisor::run(&arg.config)?;
             Ok(0)
         }
+        Command::Start(arg) => {
+            if load_or_print(&arg.config).is_none() {
+                return Ok(1);
+            }
+            crate::background::start(&arg.config)
+        }
+        Command::Stop(arg) => crate::background::stop(arg.pid),
+        Command::Reload(arg) => crate::background::control(arg.pid, Control::Reload),
+        Command::Status(arg) => crate::background::control(arg.pid, Control::Status),
         Command::Check(arg) => {
             let Some(config) = load_or_print(&arg.config) else {
                 return Ok(1);
@@ -77,6 +116,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Init { file } => init(&file),
         Command::Demo { port } => {
             crate::demo::run(port)?;
+            Ok(0)
+        }
+        Command::Worker {
+            index,
+            workers,
+            supervisor,
+        } => {
+            crate::worker::run_process(index, workers, supervisor)?;
             Ok(0)
         }
     }

@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::supervisor::Instance;
+use crate::instance::Instance;
 
 /// Names of the demo backends.
 const BACKENDS: [&str; 3] = ["demo-1", "demo-2", "demo-3"];

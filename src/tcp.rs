@@ -19,7 +19,7 @@ use crate::runtime::{ListenerKind, Runtime};
 pub async fn serve(
     listener: TcpListener,
     worker: Rc<Worker>,
-    index: usize,
+    name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -35,6 +35,9 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let runtime = worker.runtime.load_full();
+        let Some(index) = runtime.listener_index(&name) else {
+            return;
+        };
         let listener_config = &runtime.listeners[index];
         let slot = listener_config.slot;
         if worker
@@ -49,9 +52,11 @@ pub async fn serve(
         }
         let guard = ConnectionGuard::new(&worker.row, slot);
         let worker = Rc::clone(&worker);
+        worker.opened();
         tokio::task::spawn_local(async move {
             tunnel(&worker, &runtime, index, stream, client).await;
             drop(guard);
+            worker.closed();
         });
     }
 }

@@ -93,11 +93,13 @@ impl Worker {
         }
     }
 
-    fn opened(&self) {
+    /// Counts a client connection (HTTP or TCP) as open, for draining.
+    pub fn opened(&self) {
         self.open.set(self.open.get() + 1);
     }
 
-    fn closed(&self) {
+    /// Counts a client connection as closed.
+    pub fn closed(&self) {
         self.open.set(self.open.get() - 1);
         if self.open.get() == 0 {
             self.drained.notify_waiters();
@@ -105,13 +107,13 @@ impl Worker {
     }
 }
 
-/// Accepts HTTP connections on `listener` (the runtime's listener
-/// `index`) until `shutdown` turns true; open connections then finish their
-/// current request and close.
+/// Accepts HTTP connections on `listener` (the runtime's listener `name`)
+/// until `shutdown` turns true; open connections then finish their current
+/// request and close.
 pub async fn serve(
     listener: TcpListener,
     worker: Rc<Worker>,
-    index: usize,
+    name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -119,49 +121,55 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        match accepted {
-            Ok((stream, client)) => {
-                let runtime = worker.runtime.load();
-                let config = &runtime.listeners[index];
-                let slot = config.slot;
-                if worker
-                    .row
-                    .listener(slot, ListenerCounter::ConnectionsActive)
-                    >= u64::from(config.settings.max_connections)
-                {
-                    worker
-                        .row
-                        .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
-                    drop(stream);
-                    continue;
-                }
-                let settings = config.settings;
-                drop(runtime);
-                let _ = stream.set_nodelay(true);
-                let guard = ConnectionGuard::new(&worker.row, slot);
-                let deadlines = Deadlines {
-                    idle: settings.idle_timeout,
-                    header: settings.header_timeout,
-                    send: settings.send_timeout,
-                };
-                let (io, phase) = ClientIo::new(stream, deadlines, worker.row.clone(), slot);
-                let conn = Rc::new(ConnContext {
-                    worker: Rc::clone(&worker),
-                    listener: index,
-                    client,
-                    phase,
-                });
-                worker.opened();
-                let shutdown = shutdown.clone();
-                let max_header_size = settings.max_header_size;
-                tokio::task::spawn_local(async move {
-                    serve_connection(io, Rc::clone(&conn), max_header_size, shutdown).await;
-                    drop(guard);
-                    conn.worker.closed();
-                });
+        let (stream, client) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                accept_failed(error).await;
+                continue;
             }
-            Err(error) => accept_failed(error).await,
+        };
+        let runtime = worker.runtime.load_full();
+        let Some(config) = runtime
+            .listener_index(&name)
+            .map(|index| &runtime.listeners[index])
+        else {
+            return;
+        };
+        let slot = config.slot;
+        if worker
+            .row
+            .listener(slot, ListenerCounter::ConnectionsActive)
+            >= u64::from(config.settings.max_connections)
+        {
+            worker
+                .row
+                .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+            continue;
         }
+        let settings = config.settings;
+        let _ = stream.set_nodelay(true);
+        let guard = ConnectionGuard::new(&worker.row, slot);
+        let deadlines = Deadlines {
+            idle: settings.idle_timeout,
+            header: settings.header_timeout,
+            send: settings.send_timeout,
+        };
+        let (io, phase) = ClientIo::new(stream, deadlines, worker.row.clone(), slot);
+        let conn = Rc::new(ConnContext {
+            worker: Rc::clone(&worker),
+            listener: Rc::clone(&name),
+            accepted_under: runtime,
+            client,
+            phase,
+        });
+        worker.opened();
+        let shutdown = shutdown.clone();
+        let max_header_size = settings.max_header_size;
+        tokio::task::spawn_local(async move {
+            serve_connection(io, Rc::clone(&conn), max_header_size, shutdown).await;
+            drop(guard);
+            conn.worker.closed();
+        });
     }
 }
 
@@ -194,7 +202,7 @@ async fn serve_connection(
 
 /// Out of descriptors or memory: wait a little instead of spinning on the
 /// error while the queue stays full; other errors concern one connection.
-async fn accept_failed(error: std::io::Error) {
+pub async fn accept_failed(error: std::io::Error) {
     use rustix::io::Errno;
     let resource = error.raw_os_error().is_some_and(|code| {
         [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]

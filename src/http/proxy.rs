@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -38,8 +39,11 @@ use crate::runtime::{Action, HttpRoutes, ListenerKind, Rule, Runtime, Upstream};
 pub struct ConnContext {
     /// The worker serving it.
     pub worker: Rc<Worker>,
-    /// The listener's index in the runtime.
-    pub listener: usize,
+    /// The listener's name (its index may change with a reload).
+    pub listener: std::rc::Rc<str>,
+    /// The config generation the connection was accepted under: used if a
+    /// reload removed its listener while it stays open.
+    pub accepted_under: Arc<Runtime>,
     /// The client's address.
     pub client: SocketAddr,
     /// The connection's phase (deadlines).
@@ -53,19 +57,27 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
     let ambiguous = conn.phase.take_ambiguous_framing();
-    let runtime = conn.worker.runtime.load_full();
+    let current = conn.worker.runtime.load_full();
+    let (runtime, index) = match current.listener_index(&conn.listener) {
+        Some(index) => (current, index),
+        None => {
+            let old = Arc::clone(&conn.accepted_under);
+            let index = old.listener_index(&conn.listener).unwrap_or_default();
+            (old, index)
+        }
+    };
     let served = if ambiguous {
         Err(ProxyError::BadRequest(
             "ambiguous message framing (Content-Length / Transfer-Encoding)",
         ))
     } else {
-        route_and_serve(&conn, &runtime, req).await
+        route_and_serve(&conn, &runtime, index, req).await
     };
     let mut response = match served {
         Ok(response) => response,
         Err(error) => error.response(),
     };
-    let listener = runtime.listeners[conn.listener].slot;
+    let listener = runtime.listeners[index].slot;
     conn.worker
         .row
         .count_response(listener, response.status().as_u16());
@@ -81,9 +93,10 @@ pub async fn handle(
 async fn route_and_serve(
     conn: &ConnContext,
     runtime: &Runtime,
+    index: usize,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let ListenerKind::Http(routes) = &runtime.listeners[conn.listener].kind else {
+    let ListenerKind::Http(routes) = &runtime.listeners[index].kind else {
         return Err(ProxyError::NoRoute);
     };
     let host = forwarding::check_request(&req)?.map(str::to_owned);

@@ -153,7 +153,8 @@ pub enum CompileError {
 /// Compiles a validated config with slots assigned afresh (a first
 /// generation; tests and `sluice check`).
 pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
-    let slots = Slots::assign(config, &Slots::default()).map_err(|e| CompileError::Slots(e.to_string()))?;
+    let slots =
+        Slots::assign(config, &Slots::default()).map_err(|e| CompileError::Slots(e.to_string()))?;
     compile_with(config, &slots)
 }
 
@@ -164,9 +165,9 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
         .iter()
         .map(|u| {
             let address = u.address.to_string();
-            let slot = slots
-                .upstream(&u.id, &address)
-                .ok_or_else(|| CompileError::Slots(format!("upstream `{}` has no counter slot", u.id)))?;
+            let slot = slots.upstream(&u.id, &address).ok_or_else(|| {
+                CompileError::Slots(format!("upstream `{}` has no counter slot", u.id))
+            })?;
             Ok(Upstream {
                 id: u.id.clone(),
                 // A validated host:port is always a valid authority.
@@ -182,21 +183,33 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
         .listeners
         .iter()
         .map(|l| {
-            let slot = slots
-                .listener(&l.name)
-                .ok_or_else(|| CompileError::Slots(format!("listener `{}` has no counter slot", l.name)))?;
+            let slot = slots.listener(&l.name).ok_or_else(|| {
+                CompileError::Slots(format!("listener `{}` has no counter slot", l.name))
+            })?;
             let kind = match &l.mode {
-                ListenerMode::Http(http) => ListenerKind::Http(compile_http(config, &upstreams, &l.name, http)?),
+                ListenerMode::Http(http) => {
+                    ListenerKind::Http(compile_http(config, &upstreams, &l.name, http)?)
+                }
                 ListenerMode::Tcp(tcp) => ListenerKind::Tcp(TcpRoute {
                     pool: compile_pool(config, &upstreams, &tcp.pool),
                     proxy_protocol: tcp.proxy_protocol,
                     accept_proxy_protocol: tcp.accept_proxy_protocol,
                 }),
             };
-            Ok(Listener { name: l.name.clone(), listen: l.listen, slot, settings: l.settings, kind })
+            Ok(Listener {
+                name: l.name.clone(),
+                listen: l.listen,
+                slot,
+                settings: l.settings,
+                kind,
+            })
         })
         .collect::<Result<_, CompileError>>()?;
-    Ok(Runtime { slots: slots.clone(), upstreams, listeners })
+    Ok(Runtime {
+        slots: slots.clone(),
+        upstreams,
+        listeners,
+    })
 }
 
 impl Runtime {

@@ -30,22 +30,32 @@ impl Slots {
     /// Slots for `config`, keeping those of `previous` for every identity
     /// that is still there.
     pub fn assign(config: &Config, previous: &Slots) -> Result<Slots, SlotsFull> {
-        let upstreams = config.upstreams.iter().map(|u| (u.id.clone(), u.address.to_string())).collect();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| (u.id.clone(), u.address.to_string()))
+            .collect();
         let listeners = config.listeners.iter().map(|l| l.name.clone()).collect();
         Ok(Slots {
-            upstreams: assign(&previous.upstreams, upstreams, MAX_UPSTREAMS).ok_or(SlotsFull("upstreams"))?,
-            listeners: assign(&previous.listeners, listeners, MAX_LISTENERS).ok_or(SlotsFull("listeners"))?,
+            upstreams: assign(&previous.upstreams, upstreams, MAX_UPSTREAMS)
+                .ok_or(SlotsFull("upstreams"))?,
+            listeners: assign(&previous.listeners, listeners, MAX_LISTENERS)
+                .ok_or(SlotsFull("listeners"))?,
         })
     }
 
     /// The slot of upstream `id` at `address`.
     pub fn upstream(&self, id: &str, address: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u.as_ref().is_some_and(|(i, a)| i == id && a == address))
+        self.upstreams
+            .iter()
+            .position(|u| u.as_ref().is_some_and(|(i, a)| i == id && a == address))
     }
 
     /// The slot of listener `name`.
     pub fn listener(&self, name: &str) -> Option<usize> {
-        self.listeners.iter().position(|l| l.as_deref() == Some(name))
+        self.listeners
+            .iter()
+            .position(|l| l.as_deref() == Some(name))
     }
 
     /// Upstream identities by slot, for sending to workers.
@@ -59,15 +69,29 @@ impl Slots {
     }
 
     /// Rebuilds slots received from the supervisor.
-    pub fn from_tables(upstreams: Vec<Option<(String, String)>>, listeners: Vec<Option<String>>) -> Slots {
-        Slots { upstreams, listeners }
+    pub fn from_tables(
+        upstreams: Vec<Option<(String, String)>>,
+        listeners: Vec<Option<String>>,
+    ) -> Slots {
+        Slots {
+            upstreams,
+            listeners,
+        }
     }
 }
 
 /// Keeps the slots of identities still present, frees the others, and
 /// gives new identities never-used slots first.
-fn assign<T: Clone + Eq + std::hash::Hash>(previous: &[Option<T>], wanted: Vec<T>, max: usize) -> Option<Vec<Option<T>>> {
-    let keep: HashMap<&T, usize> = previous.iter().enumerate().filter_map(|(slot, id)| id.as_ref().map(|id| (id, slot))).collect();
+fn assign<T: Clone + Eq + std::hash::Hash>(
+    previous: &[Option<T>],
+    wanted: Vec<T>,
+    max: usize,
+) -> Option<Vec<Option<T>>> {
+    let keep: HashMap<&T, usize> = previous
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, id)| id.as_ref().map(|id| (id, slot)))
+        .collect();
     let mut table: Vec<Option<T>> = vec![None; previous.len()];
     let mut fresh = Vec::new();
     for id in wanted {

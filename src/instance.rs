@@ -1,10 +1,7 @@
-//! Running the balancer: bind every listener once, then serve them.
-//!
-//! [`Instance::start`] binds the listeners of a validated config and runs a
-//! worker on its own thread (a current-thread tokio runtime, like every
-//! worker); tests use it with `127.0.0.1:0` listeners and read the bound
-//! addresses back. [`run`] is `sluice run`: start, log the ready line, wait
-//! for SIGINT/SIGTERM, then drain for up to `drain_timeout`.
+//! An in-process balancer: one worker on its own thread, serving the
+//! listeners of a config. Tests and `sluice demo` use it (with
+//! `127.0.0.1:0` listeners whose bound addresses are read back); `sluice
+//! run` uses the multi-process [`crate::supervisor`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,16 +13,17 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::counters::Region;
+use crate::counters::{Region, Row};
 use crate::http::Worker;
-use crate::runtime::{self, ListenerKind, Runtime};
+use crate::runtime::{self, Runtime};
+use crate::worker::ListenerSet;
 
-/// A running balancer.
+/// A running in-process balancer.
 #[derive(Debug)]
 pub struct Instance {
     /// Bound address of each listener, by name.
     pub addresses: BTreeMap<String, SocketAddr>,
-    /// The counter region (for status and tests).
+    /// The counter region (for tests and status).
     pub region: Arc<Region>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -45,7 +43,7 @@ impl Instance {
                 )
             })?;
             addresses.insert(listener.name.clone(), socket.local_addr()?);
-            sockets.push(socket);
+            sockets.push((listener.name.clone(), socket));
         }
         let region = Region::new(1)?;
         let row = region.worker_row(0);
@@ -53,7 +51,7 @@ impl Instance {
         let drain_timeout = config.drain_timeout;
         let thread = std::thread::Builder::new()
             .name("sluice-worker".into())
-            .spawn(move || worker_main(runtime, row, sockets, stopped, drain_timeout))?;
+            .spawn(move || serve(runtime, row, sockets, stopped, drain_timeout))?;
         Ok(Instance {
             addresses,
             region,
@@ -87,11 +85,11 @@ impl Drop for Instance {
     }
 }
 
-fn worker_main(
+fn serve(
     runtime: Arc<Runtime>,
-    row: crate::counters::Row,
-    sockets: Vec<std::net::TcpListener>,
-    stopped: watch::Receiver<bool>,
+    row: Row,
+    sockets: Vec<(String, std::net::TcpListener)>,
+    mut stopped: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -107,27 +105,10 @@ fn worker_main(
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let worker = Worker::new(row, Arc::clone(&runtime));
-        for (index, socket) in sockets.into_iter().enumerate() {
-            let listener = match tokio::net::TcpListener::from_std(socket) {
-                Ok(listener) => listener,
-                Err(error) => {
-                    tracing::error!(%error, "cannot register a listener");
-                    continue;
-                }
-            };
-            let stop = stopped.clone();
-            let worker = std::rc::Rc::clone(&worker);
-            match runtime.listeners[index].kind {
-                ListenerKind::Http(_) => {
-                    tokio::task::spawn_local(crate::http::serve(listener, worker, index, stop))
-                }
-                ListenerKind::Tcp(_) => {
-                    tokio::task::spawn_local(crate::tcp::serve(listener, worker, index, stop))
-                }
-            };
-        }
-        let mut stopped = stopped;
+        let mut listeners = ListenerSet::default();
+        listeners.apply(&worker, &runtime, sockets);
         let _ = stopped.wait_for(|stop| *stop).await;
+        listeners.stop_all();
         if tokio::time::timeout(drain_timeout, worker.drained())
             .await
             .is_err()
@@ -135,34 +116,4 @@ fn worker_main(
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     });
-}
-
-/// `sluice run`: serve `config` until SIGINT or SIGTERM.
-pub fn run(config: &Config) -> anyhow::Result<()> {
-    let instance = Instance::start(config)?;
-    let listeners: Vec<String> = instance
-        .addresses
-        .iter()
-        .map(|(name, addr)| format!("{name}={addr}"))
-        .collect();
-    tracing::info!(config = %config.source.display(), listeners = %listeners.join(" "), "sluice ready");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(wait_for_stop_signal())?;
-    tracing::info!(drain_timeout = ?config.drain_timeout, "stopping: draining open connections");
-    instance.stop();
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_stop_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
 }

@@ -1,0 +1,156 @@
+//! The control socket: how `sluice stop | reload | status` reach a running
+//! supervisor.
+//!
+//! Every supervisor listens on `sluice-<PID>.sock` in the state directory
+//! (`$XDG_RUNTIME_DIR/sluice`, else `/run/sluice` as root, else
+//! `/tmp/sluice-<uid>`). The protocol is one line: the client sends a
+//! command, the supervisor answers `ok` or `error` on the first line, then
+//! text, and closes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The commands the control socket understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Graceful stop.
+    Stop,
+    /// Reload the config file.
+    Reload,
+    /// Workers, listeners and upstreams as tables.
+    Status,
+}
+
+impl Command {
+    /// The wire word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Command::Stop => "stop",
+            Command::Reload => "reload",
+            Command::Status => "status",
+        }
+    }
+
+    /// Parses the wire word.
+    pub fn parse(word: &str) -> Option<Command> {
+        [Command::Stop, Command::Reload, Command::Status]
+            .into_iter()
+            .find(|c| c.word() == word.trim())
+    }
+}
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No supervisor is running for this user.
+    #[error("no running sluice found in {0}")]
+    NoInstance(PathBuf),
+    /// Several are running and no `-p` was given.
+    #[error("several sluice instances are running ({}); pick one with -p PID", .0.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))]
+    Several(Vec<u32>),
+    /// The given PID has no control socket.
+    #[error("no sluice with PID {0} (no control socket in {1})")]
+    UnknownPid(u32, PathBuf),
+    /// Talking to the socket failed.
+    #[error("control socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The state directory (created on demand, mode 0700).
+pub fn state_dir() -> PathBuf {
+    let dir = if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(runtime).join("sluice")
+    } else if rustix::process::geteuid().is_root() {
+        PathBuf::from("/run/sluice")
+    } else {
+        std::env::temp_dir().join(format!("sluice-{}", rustix::process::geteuid().as_raw()))
+    };
+    dir
+}
+
+/// Creates the state directory if needed.
+pub fn ensure_state_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = state_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    Ok(dir)
+}
+
+/// The control socket of supervisor `pid`.
+pub fn socket_path(pid: u32) -> PathBuf {
+    state_dir().join(format!("sluice-{pid}.sock"))
+}
+
+/// The PIDs of supervisors that answer on their control socket; sockets
+/// left by crashed instances are removed on the way.
+pub fn running_instances() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(state_dir()) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let pid = name
+                .strip_prefix("sluice-")?
+                .strip_suffix(".sock")?
+                .parse()
+                .ok()?;
+            if UnixStream::connect(entry.path()).is_ok() {
+                Some(pid)
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+                None
+            }
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The supervisor to talk to: `pid` if given, else the only one running.
+pub fn pick(pid: Option<u32>) -> Result<u32, ControlError> {
+    if let Some(pid) = pid {
+        return if socket_path(pid).exists() {
+            Ok(pid)
+        } else {
+            Err(ControlError::UnknownPid(pid, state_dir()))
+        };
+    }
+    match running_instances().as_slice() {
+        [] => Err(ControlError::NoInstance(state_dir())),
+        [one] => Ok(*one),
+        several => Err(ControlError::Several(several.to_vec())),
+    }
+}
+
+/// Sends `command` to supervisor `pid`; returns whether it answered `ok`,
+/// and its text. Waits up to `timeout` for the answer.
+pub fn request(
+    pid: u32,
+    command: Command,
+    timeout: Duration,
+) -> Result<(bool, String), ControlError> {
+    request_at(&socket_path(pid), command, timeout)
+}
+
+fn request_at(
+    path: &Path,
+    command: Command,
+    timeout: Duration,
+) -> Result<(bool, String), ControlError> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    writeln!(stream, "{}", command.word())?;
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first)?;
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest)?;
+    Ok((first.trim() == "ok", rest))
+}

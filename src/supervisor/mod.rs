@@ -1,0 +1,664 @@
+//! `sluice run`: the supervisor process.
+//!
+//! It validates the config, binds every listener once, creates the counter
+//! region, and spawns `workers` worker processes (this binary re-executed
+//! as `sluice worker`) that receive the config and the listening sockets
+//! over a channel each. Then it waits for events:
+//! - a worker that exits is replaced (with capped exponential backoff when
+//!   it keeps dying); its counters are folded into the retired row first;
+//! - a worker that misses heartbeats for [`WATCHDOG`] is killed and replaced;
+//! - SIGHUP or `sluice reload`: validate, bind new listeners, push the new
+//!   generation to every worker, which switch in place;
+//! - SIGTERM/SIGINT or `sluice stop`: workers stop accepting and drain; a
+//!   second signal or SIGQUIT ends everything at once;
+//! - `sluice status`: a table of workers, listeners and upstreams.
+
+pub mod control;
+pub mod diff;
+mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::channel::{self, Channel, ConfigMessage, Message};
+use crate::config::{self, Config, Workers};
+use crate::counters::Region;
+use crate::runtime::{self, slots::Slots};
+use crate::worker::{CHANNEL_FD, REGION_FD};
+use control::Command;
+
+/// A worker silent for this long is killed and replaced.
+pub const WATCHDOG: Duration = Duration::from_secs(5);
+/// A worker that lived less than this counts as failing at start.
+const QUICK_DEATH: Duration = Duration::from_secs(10);
+/// Longest wait before restarting a worker that keeps dying.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a reload waits for every worker to apply it.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listening socket the supervisor owns.
+#[derive(Debug)]
+struct Bound {
+    name: String,
+    configured: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+/// What the supervisor knows of one worker index.
+#[derive(Debug)]
+struct WorkerState {
+    pid: Option<u32>,
+    channel: Option<Rc<Channel>>,
+    started: Instant,
+    last_seen: Instant,
+    quick_deaths: u32,
+    restarts: u64,
+    applied: u64,
+}
+
+/// Things that happen to the supervisor.
+enum Event {
+    Message(usize, u32, Message),
+    Exited(usize, u32, std::process::ExitStatus),
+    Respawn(usize),
+    Control(Command, oneshot::Sender<(bool, String)>),
+}
+
+/// A reload waiting for workers to apply it.
+struct PendingReload {
+    generation: u64,
+    waiting: HashSet<usize>,
+    summary: String,
+    reply: Option<oneshot::Sender<(bool, String)>>,
+    deadline: Instant,
+}
+
+struct Supervisor {
+    config: Config,
+    text: String,
+    generation: u64,
+    slots: Slots,
+    bound: Vec<Bound>,
+    region: Arc<Region>,
+    workers: Vec<WorkerState>,
+    events: mpsc::UnboundedSender<Event>,
+    pending: Option<PendingReload>,
+    stopping: Option<Instant>,
+    reloads: (u64, u64),
+}
+
+/// Runs the supervisor for the config at `path` until stopped.
+pub fn run(path: &Path) -> anyhow::Result<()> {
+    let (config, text) = load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    runtime::compile(&config)?;
+    raise_open_files_limit();
+    let count = match config.workers {
+        Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Workers::Count(n) => n.get(),
+    };
+    let slots = Slots::assign(&config, &Slots::default())?;
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let socket = crate::listener::bind(listener.listen).with_context(|| {
+            format!(
+                "listener `{}`: cannot bind {}",
+                listener.name, listener.listen
+            )
+        })?;
+        bound.push(Bound {
+            name: listener.name.clone(),
+            configured: listener.listen,
+            socket,
+        });
+    }
+    let region = Region::new(count)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let workers = (0..count)
+            .map(|_| WorkerState {
+                pid: None,
+                channel: None,
+                started: now,
+                last_seen: now,
+                quick_deaths: 0,
+                restarts: 0,
+                applied: 0,
+            })
+            .collect();
+        let mut supervisor = Supervisor {
+            config,
+            text,
+            generation: 1,
+            slots,
+            bound,
+            region,
+            workers,
+            events,
+            pending: None,
+            stopping: None,
+            reloads: (0, 0),
+        };
+        let dir = control::ensure_state_dir()?;
+        let socket_path = control::socket_path(std::process::id());
+        let _ = std::fs::remove_file(&socket_path);
+        let control = UnixListener::bind(&socket_path)
+            .with_context(|| format!("control socket {}", socket_path.display()))?;
+        let _remove_socket = RemoveOnDrop(socket_path.clone());
+        for index in 0..count {
+            supervisor.spawn(index)?;
+        }
+        supervisor.wait_until_ready(receiver, control, &dir).await
+    })
+}
+
+/// Reads and validates the config file, keeping its text for the workers.
+fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
+    let config = config::load(path)?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok((config, text))
+}
+
+/// Raises the soft open-files limit to the hard one (each connection holds
+/// one or two descriptors).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current != Some(hard)
+    {
+        limit.current = Some(hard);
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => tracing::info!(limit = hard, "raised the open files limit"),
+            Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+        }
+    }
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Supervisor {
+    /// Starts worker `index` and hands it the current generation.
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        let (ours, theirs) = channel::pair()?;
+        let region_fd = self.region.fd().try_clone_to_owned()?;
+        let mut command = tokio::process::Command::new(
+            std::env::current_exe().context("locating the sluice binary")?,
+        );
+        command
+            .arg("worker")
+            .args([
+                "--index",
+                &index.to_string(),
+                "--workers",
+                &self.workers.len().to_string(),
+            ])
+            .args(["--supervisor", &std::process::id().to_string()])
+            .stdin(std::process::Stdio::null());
+        command
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: theirs,
+                    child_fd: CHANNEL_FD,
+                },
+                FdMapping {
+                    parent_fd: region_fd,
+                    child_fd: REGION_FD,
+                },
+            ])
+            .context("passing descriptors to the worker")?;
+        let mut child = command.spawn().context("starting a worker")?;
+        let pid = child.id().unwrap_or_default();
+        let channel = Rc::new(Channel::new(ours)?);
+        let message = self.config_message()?;
+        let now = Instant::now();
+        let state = &mut self.workers[index];
+        state.pid = Some(pid);
+        state.channel = Some(Rc::clone(&channel));
+        state.started = now;
+        state.last_seen = now;
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(error) = channel.send(&Message::Config(message)).await {
+                tracing::warn!(worker = index, %error, "cannot send the config to a new worker");
+            }
+            loop {
+                tokio::select! {
+                    status = child.wait() => {
+                        if let Ok(status) = status {
+                            let _ = events.send(Event::Exited(index, pid, status));
+                        }
+                        return;
+                    }
+                    message = channel.recv() => match message {
+                        Ok(message) => {
+                            let _ = events.send(Event::Message(index, pid, message));
+                        }
+                        Err(_) => {
+                            if let Ok(status) = child.wait().await {
+                                let _ = events.send(Event::Exited(index, pid, status));
+                            }
+                            return;
+                        }
+                    },
+                }
+            }
+        });
+        tracing::debug!(worker = index, pid, "worker started");
+        Ok(())
+    }
+
+    /// The current generation as a message (with fresh copies of the
+    /// listening sockets).
+    fn config_message(&self) -> std::io::Result<ConfigMessage> {
+        let listeners = self
+            .bound
+            .iter()
+            .map(|b| Ok((b.name.clone(), OwnedFd::from(b.socket.try_clone()?))))
+            .collect::<std::io::Result<_>>()?;
+        Ok(ConfigMessage {
+            generation: self.generation,
+            source: self.config.source.clone(),
+            text: self.text.clone(),
+            slots: self.slots.clone(),
+            listeners,
+        })
+    }
+
+    /// Waits for every worker to apply the first config, announces
+    /// readiness, then runs the event loop.
+    async fn wait_until_ready(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        control: UnixListener,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+        while self.workers.iter().any(|w| w.applied < self.generation) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => self.handle(event)?,
+                Ok(None) => anyhow::bail!("event channel closed"),
+                Err(_) => {
+                    tracing::warn!("not every worker reported ready in time; continuing");
+                    break;
+                }
+            }
+        }
+        let listeners: Vec<String> = self
+            .bound
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}={}",
+                    b.name,
+                    b.socket
+                        .local_addr()
+                        .map_or_else(|_| b.configured.to_string(), |a| a.to_string())
+                )
+            })
+            .collect();
+        tracing::info!(
+            pid = std::process::id(),
+            workers = self.workers.len(),
+            listeners = %listeners.join(" "),
+            admin = %self.config.admin.as_ref().map_or_else(|| "none".to_owned(), |a| a.listen.to_string()),
+            control = %dir.display(),
+            "sluice ready"
+        );
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        self.event_loop(events, control).await
+    }
+
+    async fn event_loop(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        control: UnixListener,
+    ) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            if self.stopping.is_some() && self.workers.iter().all(|w| w.pid.is_none()) {
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            tokio::select! {
+                Some(event) = events.recv() => self.handle(event)?,
+                _ = terminate.recv() => self.signal_stop(),
+                _ = interrupt.recv() => self.signal_stop(),
+                _ = quit.recv() => self.kill_all_and_exit(),
+                _ = hangup.recv() => self.reload(None),
+                accepted = control.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::task::spawn_local(serve_control(stream, self.events.clone()));
+                    }
+                }
+                _ = watchdog.tick() => self.check_watchdog(),
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::Message(index, pid, message) => {
+                if self.workers[index].pid != Some(pid) {
+                    return Ok(());
+                }
+                self.workers[index].last_seen = Instant::now();
+                match message {
+                    Message::Applied(generation) => {
+                        self.workers[index].applied = generation;
+                        self.reload_progress(index, generation, None);
+                    }
+                    Message::Rejected(generation, error) => {
+                        tracing::error!(worker = index, %error, "worker rejected the config");
+                        self.reload_progress(index, generation, Some(error));
+                    }
+                    Message::Heartbeat => {}
+                    Message::Config(_) | Message::Stop => {
+                        tracing::warn!(worker = index, "unexpected message from a worker")
+                    }
+                }
+            }
+            Event::Exited(index, pid, status) => self.exited(index, pid, status),
+            Event::Respawn(index) => {
+                if self.stopping.is_none() && self.workers[index].pid.is_none() {
+                    self.spawn(index)?;
+                }
+            }
+            Event::Control(command, reply) => match command {
+                Command::Status => {
+                    let _ = reply.send((true, status::render(&self)));
+                }
+                Command::Reload => self.reload(Some(reply)),
+                Command::Stop => {
+                    let _ = reply.send((true, "stopping\n".to_owned()));
+                    self.begin_stop();
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn exited(&mut self, index: usize, pid: u32, status: std::process::ExitStatus) {
+        let state = &mut self.workers[index];
+        if state.pid != Some(pid) {
+            return;
+        }
+        state.pid = None;
+        state.channel = None;
+        self.region.retire(index);
+        if let Some(pending) = &mut self.pending {
+            pending.waiting.remove(&index);
+        }
+        if self.stopping.is_some() {
+            tracing::info!(worker = index, pid, %status, "worker stopped");
+            return;
+        }
+        let lived = state.started.elapsed();
+        state.quick_deaths = if lived < QUICK_DEATH {
+            state.quick_deaths + 1
+        } else {
+            0
+        };
+        state.restarts += 1;
+        let delay = match state.quick_deaths {
+            0 | 1 => Duration::ZERO,
+            n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 2)).min(MAX_BACKOFF),
+        };
+        tracing::warn!(worker = index, pid, %status, restart_in = ?delay, "worker exited; replacing it");
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Respawn(index));
+        });
+    }
+
+    fn check_watchdog(&mut self) {
+        for (index, state) in self.workers.iter().enumerate() {
+            if let Some(pid) = state.pid
+                && state.last_seen.elapsed() > WATCHDOG
+            {
+                tracing::error!(worker = index, pid, "worker stopped answering; killing it");
+                kill(pid, rustix::process::Signal::KILL);
+            }
+        }
+        if let Some(pending) = &self.pending
+            && (pending.waiting.is_empty() || Instant::now() > pending.deadline)
+        {
+            self.finish_reload(None);
+        }
+        if let Some(deadline) = self.stopping
+            && Instant::now() > deadline
+        {
+            tracing::warn!("drain timeout reached; killing remaining workers");
+            self.kill_all_and_exit();
+        }
+    }
+
+    fn signal_stop(&mut self) {
+        if self.stopping.is_some() {
+            tracing::warn!("second stop signal: exiting now");
+            self.kill_all_and_exit();
+        }
+        self.begin_stop();
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        tracing::info!(drain_timeout = ?self.config.drain_timeout, "stopping: draining open connections");
+        self.stopping = Some(Instant::now() + self.config.drain_timeout + Duration::from_secs(2));
+        for state in &self.workers {
+            if let Some(channel) = &state.channel {
+                let channel = Rc::clone(channel);
+                tokio::task::spawn_local(async move {
+                    let _ = channel.send(&Message::Stop).await;
+                });
+            }
+        }
+    }
+
+    fn kill_all_and_exit(&mut self) -> ! {
+        for state in &self.workers {
+            if let Some(pid) = state.pid {
+                kill(pid, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = std::fs::remove_file(control::socket_path(std::process::id()));
+        std::process::exit(0);
+    }
+
+    /// Starts a reload; `reply` (from `sluice reload`) gets the outcome.
+    fn reload(&mut self, reply: Option<oneshot::Sender<(bool, String)>>) {
+        if self.stopping.is_some() {
+            answer(reply, false, "stopping; reload refused\n".to_owned());
+            return;
+        }
+        if self.pending.is_some() {
+            answer(reply, false, "a reload is already in progress\n".to_owned());
+            return;
+        }
+        match self.prepare_reload() {
+            Ok(summary) => {
+                let waiting: HashSet<usize> = (0..self.workers.len())
+                    .filter(|&i| self.workers[i].pid.is_some())
+                    .collect();
+                self.pending = Some(PendingReload {
+                    generation: self.generation,
+                    waiting,
+                    summary,
+                    reply,
+                    deadline: Instant::now() + APPLY_TIMEOUT,
+                });
+                for (index, state) in self.workers.iter().enumerate() {
+                    let (Some(channel), Ok(message)) =
+                        (state.channel.clone(), self.config_message())
+                    else {
+                        continue;
+                    };
+                    tokio::task::spawn_local(async move {
+                        if let Err(error) = channel.send(&Message::Config(message)).await {
+                            tracing::warn!(worker = index, %error, "cannot send the new config");
+                        }
+                    });
+                }
+                if self.pending.as_ref().is_some_and(|p| p.waiting.is_empty()) {
+                    self.finish_reload(None);
+                }
+            }
+            Err(errors) => {
+                self.reloads.1 += 1;
+                tracing::error!("reload refused; the running config stays:\n{errors}");
+                answer(reply, false, errors);
+            }
+        }
+    }
+
+    /// Validates the file, binds new listeners and switches the
+    /// supervisor's own state to the new generation. Nothing changes when
+    /// it fails.
+    fn prepare_reload(&mut self) -> Result<String, String> {
+        let (config, text) = load(&self.config.source).map_err(|errors| format!("{errors}\n"))?;
+        runtime::compile(&config)
+            .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
+        let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
+        let mut bound = Vec::with_capacity(config.listeners.len());
+        let mut old: HashMap<SocketAddr, Bound> =
+            self.bound.drain(..).map(|b| (b.configured, b)).collect();
+        for listener in &config.listeners {
+            let socket = match old.remove(&listener.listen) {
+                Some(existing) if listener.listen.port() != 0 => existing.socket,
+                kept => {
+                    if let Some(kept) = kept {
+                        old.insert(kept.configured, kept);
+                    }
+                    match crate::listener::bind(listener.listen) {
+                        Ok(socket) => socket,
+                        Err(error) => {
+                            self.bound = old.into_values().collect();
+                            return Err(format!(
+                                "listener `{}`: cannot bind {}: {error}\n",
+                                listener.name, listener.listen
+                            ));
+                        }
+                    }
+                }
+            };
+            bound.push(Bound {
+                name: listener.name.clone(),
+                configured: listener.listen,
+                socket,
+            });
+        }
+        let summary = diff::describe(&self.config, &config);
+        self.bound = bound;
+        self.config = config;
+        self.text = text;
+        self.slots = slots;
+        self.generation += 1;
+        Ok(summary)
+    }
+
+    fn reload_progress(&mut self, index: usize, generation: u64, error: Option<String>) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        if pending.generation != generation {
+            return;
+        }
+        pending.waiting.remove(&index);
+        if error.is_some() || pending.waiting.is_empty() {
+            self.finish_reload(error);
+        }
+    }
+
+    fn finish_reload(&mut self, error: Option<String>) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        match error {
+            None => {
+                self.reloads.0 += 1;
+                if !pending.waiting.is_empty() {
+                    tracing::warn!(workers = ?pending.waiting, "some workers did not confirm the reload in time");
+                }
+                tracing::info!(generation = pending.generation, changes = %pending.summary.trim_end().replace('\n', "; "), "config reloaded");
+                answer(pending.reply, true, pending.summary);
+            }
+            Some(error) => {
+                self.reloads.1 += 1;
+                answer(
+                    pending.reply,
+                    false,
+                    format!("a worker rejected the config: {error}\n"),
+                );
+            }
+        }
+    }
+}
+
+fn answer(reply: Option<oneshot::Sender<(bool, String)>>, ok: bool, text: String) {
+    if let Some(reply) = reply {
+        let _ = reply.send((ok, text));
+    }
+}
+
+fn kill(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// One control connection: read the command, ask the event loop, answer.
+async fn serve_control(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 256));
+    if tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (ok, text) = match Command::parse(&line) {
+        Some(command) => {
+            let (reply, answer) = oneshot::channel();
+            if events.send(Event::Control(command, reply)).is_err() {
+                return;
+            }
+            answer
+                .await
+                .unwrap_or((false, "supervisor is shutting down\n".to_owned()))
+        }
+        None => (false, format!("unknown command {:?}\n", line.trim())),
+    };
+    let _ = write
+        .write_all(format!("{}\n{text}", if ok { "ok" } else { "error" }).as_bytes())
+        .await;
+}

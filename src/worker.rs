@@ -1,0 +1,238 @@
+//! A worker: serves the listeners of the current config generation on one
+//! thread (a current-thread tokio runtime), and, as a process, obeys its
+//! supervisor.
+//!
+//! [`ListenerSet`] keeps one accept loop per listener name: a reload keeps
+//! the loops of listeners whose socket did not change, starts new ones and
+//! stops removed ones (their open connections finish on their own).
+//! [`run_process`] is the hidden `sluice worker` command the supervisor
+//! re-executes: it maps the counter region, receives configs and listening
+//! sockets over its channel, applies them, sends heartbeats, and exits when
+//! told to stop or when the supervisor is gone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::channel::{Channel, ChannelError, ConfigMessage, Message};
+use crate::counters::Region;
+use crate::http::Worker;
+use crate::runtime::{self, ListenerKind, Runtime};
+
+/// Descriptor number of the channel in a worker process.
+pub const CHANNEL_FD: i32 = 3;
+/// Descriptor number of the counter region in a worker process.
+pub const REGION_FD: i32 = 4;
+/// How often a worker tells its supervisor it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// The accept loops a worker runs, by listener name.
+#[derive(Debug, Default)]
+pub struct ListenerSet {
+    running: HashMap<String, Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    address: SocketAddr,
+    http: bool,
+    stop: watch::Sender<bool>,
+}
+
+impl ListenerSet {
+    /// Serves `sockets` (name, listening socket) for `runtime`, which the
+    /// worker has already switched to: keeps loops whose socket and mode
+    /// are unchanged, starts the others, stops the ones no longer listed.
+    pub fn apply(
+        &mut self,
+        worker: &Rc<Worker>,
+        runtime: &Runtime,
+        sockets: Vec<(String, std::net::TcpListener)>,
+    ) {
+        let mut wanted = HashMap::new();
+        for (name, socket) in sockets {
+            let Some(index) = runtime.listener_index(&name) else {
+                continue;
+            };
+            let http = matches!(runtime.listeners[index].kind, ListenerKind::Http(_));
+            let address = match socket.local_addr() {
+                Ok(address) => address,
+                Err(error) => {
+                    tracing::error!(listener = %name, %error, "listening socket unusable");
+                    continue;
+                }
+            };
+            wanted.insert(name.clone(), ());
+            if let Some(running) = self.running.get(&name)
+                && running.address == address
+                && running.http == http
+            {
+                continue;
+            }
+            if let Some(old) = self.running.remove(&name) {
+                let _ = old.stop.send(true);
+            }
+            match start(worker, &name, socket, http) {
+                Ok(stop) => {
+                    self.running.insert(
+                        name,
+                        Running {
+                            address,
+                            http,
+                            stop,
+                        },
+                    );
+                }
+                Err(error) => tracing::error!(listener = %name, %error, "cannot serve listener"),
+            }
+        }
+        self.running.retain(|name, running| {
+            let keep = wanted.contains_key(name);
+            if !keep {
+                let _ = running.stop.send(true);
+            }
+            keep
+        });
+    }
+
+    /// Stops every accept loop; open connections are told to finish.
+    pub fn stop_all(&mut self) {
+        for (_, running) in self.running.drain() {
+            let _ = running.stop.send(true);
+        }
+    }
+}
+
+fn start(
+    worker: &Rc<Worker>,
+    name: &str,
+    socket: std::net::TcpListener,
+    http: bool,
+) -> std::io::Result<watch::Sender<bool>> {
+    socket.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(socket)?;
+    let (stop, stopped) = watch::channel(false);
+    let name: Rc<str> = Rc::from(name);
+    let worker = Rc::clone(worker);
+    if http {
+        tokio::task::spawn_local(crate::http::serve(listener, worker, name, stopped));
+    } else {
+        tokio::task::spawn_local(crate::tcp::serve(listener, worker, name, stopped));
+    }
+    Ok(stop)
+}
+
+/// Parses and compiles a config message; the listening sockets come back
+/// separately so they can be applied after the runtime switch.
+fn compile(
+    message: ConfigMessage,
+) -> anyhow::Result<(Runtime, Vec<(String, std::net::TcpListener)>, Duration)> {
+    let config = crate::config::parse(&message.text, &message.source)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let runtime = runtime::compile_with(&config, &message.slots)?;
+    let sockets = message
+        .listeners
+        .into_iter()
+        .map(|(name, fd)| (name, std::net::TcpListener::from(fd)))
+        .collect();
+    Ok((runtime, sockets, config.drain_timeout))
+}
+
+/// `sluice worker`: the process side of a worker. Descriptors 3 (channel)
+/// and 4 (counter region) were set up by the supervisor.
+pub fn run_process(index: usize, workers: usize, supervisor: u32) -> anyhow::Result<()> {
+    use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+    set_parent_process_death_signal(Some(Signal::KILL)).context("PR_SET_PDEATHSIG")?;
+    if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(supervisor) {
+        anyhow::bail!("supervisor {supervisor} is gone");
+    }
+    // SAFETY: the supervisor placed these descriptors at these numbers for
+    // this process and nothing else in it owns them.
+    let (channel_fd, region_fd) = unsafe {
+        (
+            OwnedFd::from_raw_fd(CHANNEL_FD),
+            OwnedFd::from_raw_fd(REGION_FD),
+        )
+    };
+    let region = Region::open(region_fd, workers).context("mapping the counter region")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let channel = Channel::new(channel_fd)?;
+        serve_supervised(channel, region, index).await
+    })
+}
+
+async fn serve_supervised(
+    channel: Channel,
+    region: Arc<Region>,
+    index: usize,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Message::Config(first) = channel.recv().await? else {
+        anyhow::bail!("the first message from the supervisor was not a config");
+    };
+    let generation = first.generation;
+    let (runtime, sockets, mut drain_timeout) = compile(first)?;
+    let runtime = Arc::new(runtime);
+    let worker = Worker::new(region.worker_row(index), Arc::clone(&runtime));
+    let mut listeners = ListenerSet::default();
+    listeners.apply(&worker, &runtime, sockets);
+    channel.send(&Message::Applied(generation)).await?;
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    loop {
+        tokio::select! {
+            message = channel.recv() => match message {
+                Ok(Message::Config(config)) => {
+                    let generation = config.generation;
+                    match compile(config) {
+                        Ok((runtime, sockets, drain)) => {
+                            let runtime = Arc::new(runtime);
+                            worker.runtime.store(Arc::clone(&runtime));
+                            listeners.apply(&worker, &runtime, sockets);
+                            drain_timeout = drain;
+                            channel.send(&Message::Applied(generation)).await?;
+                        }
+                        Err(error) => channel.send(&Message::Rejected(generation, format!("{error:#}"))).await?,
+                    }
+                }
+                Ok(Message::Stop) => break,
+                Ok(other) => tracing::warn!(?other, "unexpected message from the supervisor"),
+                Err(ChannelError::Closed) => {
+                    tracing::warn!("supervisor gone; exiting");
+                    std::process::exit(1);
+                }
+                Err(error) => return Err(error.into()),
+            },
+            _ = heartbeat.tick() => channel.send(&Message::Heartbeat).await?,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = quit.recv() => std::process::exit(0),
+        }
+    }
+    listeners.stop_all();
+    let drained = async {
+        tokio::select! {
+            () = worker.drained() => {}
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = quit.recv() => {}
+        }
+    };
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
+        tracing::warn!("drain timeout reached; closing remaining connections");
+    }
+    Ok(())
+}
