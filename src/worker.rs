@@ -128,11 +128,16 @@ fn start(
     Ok(stop)
 }
 
-/// Parses and compiles a config message; the listening sockets come back
-/// separately so they can be applied after the runtime switch.
-fn compile(
-    message: ConfigMessage,
-) -> anyhow::Result<(Runtime, Vec<(String, std::net::TcpListener)>, Duration)> {
+/// A config generation ready to switch to.
+struct Generation {
+    runtime: Runtime,
+    /// Listening sockets by listener name, applied after the switch.
+    sockets: Vec<(String, std::net::TcpListener)>,
+    drain_timeout: Duration,
+}
+
+/// Parses and compiles a config message.
+fn compile(message: ConfigMessage) -> anyhow::Result<Generation> {
     let config = crate::config::parse(&message.text, &message.source)
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let runtime = runtime::compile_with(&config, &message.slots)?;
@@ -141,7 +146,11 @@ fn compile(
         .into_iter()
         .map(|(name, fd)| (name, std::net::TcpListener::from(fd)))
         .collect();
-    Ok((runtime, sockets, config.drain_timeout))
+    Ok(Generation {
+        runtime,
+        sockets,
+        drain_timeout: config.drain_timeout,
+    })
 }
 
 /// `sluice worker`: the process side of a worker. Descriptors 3 (channel)
@@ -181,7 +190,11 @@ async fn serve_supervised(
         anyhow::bail!("the first message from the supervisor was not a config");
     };
     let generation = first.generation;
-    let (runtime, sockets, mut drain_timeout) = compile(first)?;
+    let Generation {
+        runtime,
+        sockets,
+        mut drain_timeout,
+    } = compile(first)?;
     let runtime = Arc::new(runtime);
     let worker = Worker::new(region.worker_row(index), Arc::clone(&runtime));
     let mut listeners = ListenerSet::default();
@@ -198,7 +211,7 @@ async fn serve_supervised(
                 Ok(Message::Config(config)) => {
                     let generation = config.generation;
                     match compile(config) {
-                        Ok((runtime, sockets, drain)) => {
+                        Ok(Generation { runtime, sockets, drain_timeout: drain }) => {
                             let runtime = Arc::new(runtime);
                             worker.runtime.store(Arc::clone(&runtime));
                             listeners.apply(&worker, &runtime, sockets);

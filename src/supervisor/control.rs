@@ -60,14 +60,13 @@ pub enum ControlError {
 
 /// The state directory (created on demand, mode 0700).
 pub fn state_dir() -> PathBuf {
-    let dir = if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         PathBuf::from(runtime).join("sluice")
     } else if rustix::process::geteuid().is_root() {
         PathBuf::from("/run/sluice")
     } else {
         std::env::temp_dir().join(format!("sluice-{}", rustix::process::geteuid().as_raw()))
-    };
-    dir
+    }
 }
 
 /// Creates the state directory if needed.

@@ -17,7 +17,7 @@ pub mod control;
 pub mod diff;
 mod status;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -392,7 +392,7 @@ impl Supervisor {
             }
             Event::Control(command, reply) => match command {
                 Command::Status => {
-                    let _ = reply.send((true, status::render(&self)));
+                    let _ = reply.send((true, status::render(self)));
                 }
                 Command::Reload => self.reload(Some(reply)),
                 Command::Stop => {
@@ -549,26 +549,31 @@ impl Supervisor {
             .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
         let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
         let mut bound = Vec::with_capacity(config.listeners.len());
-        let mut old: HashMap<SocketAddr, Bound> =
-            self.bound.drain(..).map(|b| (b.configured, b)).collect();
+        let mut old: Vec<Bound> = std::mem::take(&mut self.bound);
         for listener in &config.listeners {
-            let socket = match old.remove(&listener.listen) {
-                Some(existing) if listener.listen.port() != 0 => existing.socket,
-                kept => {
-                    if let Some(kept) = kept {
-                        old.insert(kept.configured, kept);
+            // The same listener (name and address), else a renamed one on the
+            // same fixed address; otherwise a new socket.
+            let same = old
+                .iter()
+                .position(|b| b.name == listener.name && b.configured == listener.listen)
+                .or_else(|| {
+                    old.iter().position(|b| {
+                        b.configured == listener.listen && listener.listen.port() != 0
+                    })
+                });
+            let socket = match same {
+                Some(index) => old.swap_remove(index).socket,
+                None => match crate::listener::bind(listener.listen) {
+                    Ok(socket) => socket,
+                    Err(error) => {
+                        old.extend(bound);
+                        self.bound = old;
+                        return Err(format!(
+                            "listener `{}`: cannot bind {}: {error}\n",
+                            listener.name, listener.listen
+                        ));
                     }
-                    match crate::listener::bind(listener.listen) {
-                        Ok(socket) => socket,
-                        Err(error) => {
-                            self.bound = old.into_values().collect();
-                            return Err(format!(
-                                "listener `{}`: cannot bind {}: {error}\n",
-                                listener.name, listener.listen
-                            ));
-                        }
-                    }
-                }
+                },
             };
             bound.push(Bound {
                 name: listener.name.clone(),

@@ -35,7 +35,7 @@ pub(super) fn render(supervisor: &Supervisor) -> String {
     }
     writeln!(
         out,
-        "\nLISTENER             ADDRESS                 MODE  ACTIVE"
+        "\nLISTENER             ADDRESS                 MODE  ACTIVE  TOTAL"
     )
     .expect("write to String");
     for listener in &supervisor.config.listeners {
@@ -49,19 +49,23 @@ pub(super) fn render(supervisor: &Supervisor) -> String {
             crate::config::ListenerMode::Http(_) => "http",
             crate::config::ListenerMode::Tcp(_) => "tcp",
         };
-        let active = supervisor.slots.listener(&listener.name).map_or(0, |slot| {
+        let slot = supervisor.slots.listener(&listener.name);
+        let active = slot.map_or(0, |slot| {
             region.listener_total(slot, ListenerCounter::ConnectionsActive)
+        });
+        let total = slot.map_or(0, |slot| {
+            region.listener_total(slot, ListenerCounter::ConnectionsTotal)
         });
         writeln!(
             out,
-            "{:<20} {address:<23} {mode:<5} {active}",
+            "{:<20} {address:<23} {mode:<5} {active:<7} {total}",
             listener.name
         )
         .expect("write to String");
     }
     writeln!(
         out,
-        "\nUPSTREAM             ADDRESS                 HEALTH  ACTIVE"
+        "\nUPSTREAM             ADDRESS                 HEALTH  ACTIVE  REQUESTS"
     )
     .expect("write to String");
     for upstream in &supervisor.config.upstreams {
@@ -71,9 +75,12 @@ pub(super) fn render(supervisor: &Supervisor) -> String {
         let active = slot.map_or(0, |slot| {
             region.upstream_total(slot, UpstreamCounter::Active)
         });
+        let requests = slot.map_or(0, |slot| {
+            region.upstream_total(slot, UpstreamCounter::Requests)
+        });
         writeln!(
             out,
-            "{:<20} {address:<23} {:<7} {active}",
+            "{:<20} {address:<23} {:<7} {active:<7} {requests}",
             upstream.id,
             if up { "up" } else { "down" }
         )

@@ -1,0 +1,172 @@
+//! The real `sluice` binary as a supervisor with worker processes, each
+//! test with its own state directory (so control sockets never collide).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `sluice run` under test.
+pub struct Supervisor {
+    pub child: Child,
+    pub state: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addresses: Vec<(String, SocketAddr)>,
+}
+
+/// `sluice` with the given state directory.
+pub fn command(state: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .env("XDG_RUNTIME_DIR", state)
+        .env("SLUICE_LOG", "info")
+        .env_remove("SLUICE_CONFIG");
+    command
+}
+
+impl Supervisor {
+    /// Writes `yaml` and runs `sluice run` on it until the ready line.
+    pub fn run(yaml: &str) -> Supervisor {
+        let state = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sluice.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut child = command(state.path())
+            .args(["run", "-c"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut addresses = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("sluice ready") {
+                let list = line.split("listeners=").nth(1).unwrap();
+                let list = list.split(" admin=").next().unwrap().trim_matches('"');
+                for item in list.split_whitespace() {
+                    let (name, addr) = item.split_once('=').unwrap();
+                    addresses.push((name.to_owned(), addr.parse().unwrap()));
+                }
+                break;
+            }
+        }
+        assert!(!addresses.is_empty(), "sluice exited before it was ready");
+        std::thread::spawn(move || lines.for_each(drop));
+        Supervisor {
+            child,
+            state,
+            dir,
+            config,
+            addresses,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.addresses.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Runs a `sluice` command against this instance's state directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command(self.state.path()).args(args).output().unwrap()
+    }
+
+    pub fn status(&self) -> String {
+        let output = self.cli(&["status", "-p", &self.pid().to_string()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// (pid, state) of every worker, from `status`.
+    pub fn workers(&self) -> Vec<(Option<u32>, String)> {
+        table(&self.status(), "WORKER")
+            .into_iter()
+            .map(|cols| (cols[1].parse().ok(), cols[2].clone()))
+            .collect()
+    }
+
+    /// A column of a row of a `status` table.
+    pub fn status_value(&self, table_name: &str, row: &str, column: usize) -> String {
+        table(&self.status(), table_name)
+            .into_iter()
+            .find(|cols| cols[0] == row)
+            .unwrap()[column]
+            .clone()
+    }
+
+    /// Rewrites the config file (for reloads).
+    pub fn rewrite(&self, yaml: &str) {
+        std::fs::write(&self.config, yaml).unwrap();
+    }
+
+    /// Waits for `condition` for up to `limit`.
+    pub fn wait_for(&self, limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        condition()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for (pid, _) in table(&status_or_empty(self), "WORKER")
+            .into_iter()
+            .map(|c| (c[1].parse::<u32>().ok(), ()))
+        {
+            if let Some(pid) = pid {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_or_empty(s: &Supervisor) -> String {
+    let output = s.cli(&["status", "-p", &s.pid().to_string()]);
+    String::from_utf8(output.stdout).unwrap_or_default()
+}
+
+/// Rows of a `status` table, split into columns.
+pub fn table(status: &str, header: &str) -> Vec<Vec<String>> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+pub fn signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}

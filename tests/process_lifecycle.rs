@@ -1,0 +1,238 @@
+//! The supervisor and its worker processes: crash recovery, no orphans,
+//! global least-connections, and the start/status/reload/stop commands
+//! with two instances.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::processes::{Supervisor, alive, command, signal};
+use common::{Backend, client, upstreams_yaml};
+use rustix::process::Signal;
+
+fn config(backends: &[&Backend], workers: usize, pool_extra: &str) -> String {
+    let ids: Vec<&str> = backends.iter().map(|b| b.name).collect();
+    format!(
+        "workers: {workers}\ndrain_timeout: 5s\n{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [{}]\n{pool_extra}",
+        upstreams_yaml(backends),
+        ids.join(", ")
+    )
+}
+
+/// Client loops (keep-alive and new connection per request) until `stop`.
+fn load(
+    url: String,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|i| {
+            let (url, stop, ok, failed) = (
+                url.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                Arc::clone(&failed),
+            );
+            tokio::spawn(async move {
+                let http = if i % 2 == 0 {
+                    client()
+                } else {
+                    reqwest::Client::builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap()
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let served = match http.get(&url).send().await {
+                        Ok(r) => r.status() == 200 && r.text().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if served {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_replaced_and_counters_do_not_go_back() {
+    let backend = Backend::start("app").await;
+    let sluice = Supervisor::run(&config(&[&backend], 2, ""));
+    let url = format!("http://{}/", sluice.addr("web"));
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let loops = load(url, Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+    while ok.load(Ordering::Relaxed) < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before: u64 = sluice.status_value("LISTENER", "web", 4).parse().unwrap();
+    let victim = sluice.workers()[0].0.unwrap();
+    signal(victim, Signal::KILL);
+    let killed_at = Instant::now();
+    let replaced = sluice.wait_for(Duration::from_secs(3), || {
+        let workers = sluice.workers();
+        workers
+            .iter()
+            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
+    });
+    let took = killed_at.elapsed();
+    assert!(replaced, "no replacement: {:?}", sluice.workers());
+    assert!(took < Duration::from_secs(1), "replacement took {took:?}");
+    let served_before = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) < served_before + 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    let after: u64 = sluice.status_value("LISTENER", "web", 4).parse().unwrap();
+    assert!(
+        after >= before,
+        "connections total went back: {before} -> {after}"
+    );
+    assert!(
+        failed.load(Ordering::Relaxed) <= 4,
+        "{} failures for 4 clients in flight",
+        failed.load(Ordering::Relaxed)
+    );
+    assert!(
+        sluice.status_value("WORKER", "0", 3) == "1"
+            || sluice.status_value("WORKER", "1", 3) == "1"
+    );
+}
+
+#[tokio::test]
+async fn workers_do_not_outlive_a_killed_supervisor() {
+    let backend = Backend::start("app").await;
+    let sluice = Supervisor::run(&config(&[&backend], 2, ""));
+    let workers: Vec<u32> = sluice
+        .workers()
+        .into_iter()
+        .filter_map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(workers.len(), 2);
+    signal(sluice.pid(), Signal::KILL);
+    let gone = sluice.wait_for(Duration::from_secs(2), || {
+        workers.iter().all(|&pid| !alive(pid))
+    });
+    assert!(gone, "workers still alive 2 s after the supervisor died");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_counts_across_workers() {
+    let slow = Backend::start_with_delay("slow", Duration::from_millis(2000)).await;
+    let (f1, f2) = (Backend::start("fast1").await, Backend::start("fast2").await);
+    let sluice = Supervisor::run(&config(
+        &[&slow, &f1, &f2],
+        2,
+        "        strategy: least-connections\n",
+    ));
+    let url = format!("http://{}/", sluice.addr("web"));
+    // Send single requests until one is held by the slow backend.
+    let mut held = None;
+    for _ in 0..30 {
+        let pending = tokio::spawn(client().get(url.clone()).send());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !pending.is_finished() {
+            held = Some(pending);
+            break;
+        }
+    }
+    let held = held.expect("no request ever reached the slow backend");
+    let fresh = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let response = fresh.get(&url).send().await.unwrap();
+        assert_ne!(
+            response.headers()["x-backend"],
+            "slow",
+            "picked the upstream another worker has a request in flight on"
+        );
+    }
+    assert_eq!(held.await.unwrap().unwrap().headers()["x-backend"], "slow");
+}
+
+#[tokio::test]
+async fn start_status_reload_stop_with_two_instances() {
+    let backend = Backend::start("app").await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = |args: &[&str]| command(state.path()).args(args).output().unwrap();
+    let mut pids = Vec::new();
+    for name in ["a", "b"] {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, config(&[&backend], 1, "")).unwrap();
+        let output = sluice(&["start", "-c", path.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        pids.push(
+            String::from_utf8(output.stdout)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    std::fs::write(state.path().join("sluice").join("sluice-999999.sock"), "").unwrap();
+    let output = sluice(&["status"]);
+    assert_eq!(output.status.code(), Some(2), "several instances need -p");
+    let listed = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        pids.iter().all(|pid| listed.contains(&pid.to_string())) && !listed.contains("999999"),
+        "{listed}"
+    );
+    assert!(
+        !state
+            .path()
+            .join("sluice")
+            .join("sluice-999999.sock")
+            .exists(),
+        "stale socket cleaned"
+    );
+
+    let (a, b) = (pids[0].to_string(), pids[1].to_string());
+    let status = sluice(&["status", "-p", &a]);
+    assert!(status.status.success());
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        text.contains(&format!("pid {a}")) && text.contains("running"),
+        "{text}"
+    );
+    let reload = sluice(&["reload", "-p", &b]);
+    assert!(reload.status.success());
+    assert_eq!(String::from_utf8_lossy(&reload.stdout), "no changes\n");
+    assert!(sluice(&["stop", "-p", &a]).status.success());
+    assert!(!alive(pids[0]));
+    let output = sluice(&["status"]);
+    assert!(
+        output.status.success(),
+        "one instance left: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("pid {b}")));
+    assert!(sluice(&["stop"]).status.success());
+    assert!(!alive(pids[1]));
+    assert_eq!(
+        sluice(&["status"]).status.code(),
+        Some(1),
+        "nothing running"
+    );
+}

@@ -1,0 +1,208 @@
+//! Reload in place with worker processes: no failed request, new config
+//! at once, open tunnels and WebSockets kept, broken configs refused.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::processes::{Supervisor, fd_count};
+use common::{Backend, client, upstreams_yaml};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+fn config(backend: &Backend, echo: std::net::SocketAddr, generation: usize) -> String {
+    format!(
+        "workers: 2\ndrain_timeout: 5s\n{}  - id: echo\n    address: {echo}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    headers:\n      - key: x-gen\n        value: \"{generation}\"\n    rules:\n      - path: /*\n        upstreams: [app]\n  - name: tunnel\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [echo]\n",
+        upstreams_yaml(&[backend])
+    )
+}
+
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+fn gen_seen(backend: &Backend, uri: &str) -> String {
+    let seen = backend.seen();
+    let request = seen
+        .iter()
+        .rev()
+        .find(|s| s.uri == uri)
+        .unwrap_or_else(|| panic!("{uri} not seen"));
+    request.headers["x-gen"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_lose_nothing() {
+    let backend = Backend::start("app").await;
+    let echo = echo_server().await;
+    let sluice = Supervisor::run(&config(&backend, echo, 0));
+    let web = sluice.addr("web");
+    let fds_before = fd_count(sluice.pid());
+
+    let mut tunnel = tokio::net::TcpStream::connect(sluice.addr("tunnel"))
+        .await
+        .unwrap();
+    tunnel.write_all(b"before").await.unwrap();
+    let mut buf = [0u8; 6];
+    tunnel.read_exact(&mut buf).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{web}/ws"))
+        .await
+        .unwrap();
+    let keep_alive = client();
+    keep_alive
+        .get(format!("http://{web}/warm"))
+        .send()
+        .await
+        .unwrap();
+
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let loops: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                let http = if i % 2 == 0 {
+                    client()
+                } else {
+                    reqwest::Client::builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap()
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let served = match http.get(format!("http://{web}/load")).send().await {
+                        Ok(r) => r.status() == 200 && r.text().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    let counter = if served { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let fresh = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for generation in 1..=20 {
+        sluice.rewrite(&config(&backend, echo, generation));
+        let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+        assert!(
+            output.status.success(),
+            "reload {generation}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("~ listener web"));
+        for (http, label) in [(&keep_alive, "ka"), (&fresh, "new")] {
+            let uri = format!("/check/{generation}/{label}");
+            assert_eq!(
+                http.get(format!("http://{web}{uri}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                200
+            );
+            assert_eq!(
+                gen_seen(&backend, &uri),
+                generation.to_string(),
+                "{uri} served by an old config"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during reloads ({} served)",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+
+    tunnel.write_all(b"after!").await.unwrap();
+    tunnel.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"after!");
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+
+    let workers = sluice.workers();
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|(_, state)| state == "running"));
+    assert!(sluice.status().contains("generation 21"));
+    let fds_after = fd_count(sluice.pid());
+    assert!(
+        fds_after <= fds_before + 2,
+        "supervisor descriptors grew from {fds_before} to {fds_after}"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
+    let backend = Backend::start("app").await;
+    let echo = echo_server().await;
+    let sluice = Supervisor::run(&config(&backend, echo, 1));
+    let web = sluice.addr("web");
+    sluice.rewrite(&config(&backend, echo, 2).replace("    rules:\n", "    rulez:\n"));
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sluice.yaml:16:5: unknown key `rulez` in listener; did you mean `rules`?"),
+        "{stderr}"
+    );
+    client()
+        .get(format!("http://{web}/after-broken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gen_seen(&backend, "/after-broken"), "1");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = config(&backend, echo, 3).replace(
+        "  - name: tunnel\n    listen: 127.0.0.1:0",
+        &format!(
+            "  - name: tunnel\n    listen: {}",
+            taken.local_addr().unwrap()
+        ),
+    );
+    sluice.rewrite(&yaml);
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a listener that cannot bind rejects the whole reload"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot bind"));
+    client()
+        .get(format!("http://{web}/after-taken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gen_seen(&backend, "/after-taken"), "1");
+    assert!(sluice.status().contains("reloads ok 0 failed 2"));
+}
