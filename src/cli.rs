@@ -59,6 +59,9 @@ pub enum Command {
         /// The supervisor's PID (the worker exits if its parent differs).
         #[arg(long)]
         supervisor: u32,
+        /// User to run as once the sockets are inherited.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -118,12 +121,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             crate::demo::run(port)?;
             Ok(0)
         }
-        Command::Worker {
-            index,
-            workers,
-            supervisor,
-        } => {
-            crate::worker::run_process(index, workers, supervisor)?;
+        Command::Worker { index, workers, supervisor, user } => {
+            crate::worker::run_process(index, workers, supervisor, user.as_deref())?;
             Ok(0)
         }
     }

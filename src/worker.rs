@@ -153,9 +153,22 @@ fn compile(message: ConfigMessage) -> anyhow::Result<Generation> {
     })
 }
 
+/// Drops this process to `user` and its primary group (supplementary
+/// groups cleared first, then the group, then the user: the order that
+/// leaves no privilege behind).
+fn drop_privileges(user: &str) -> anyhow::Result<()> {
+    use nix::unistd::{User, setgid, setgroups, setuid};
+    let entry = User::from_name(user)?.ok_or_else(|| anyhow::anyhow!("no such user `{user}`"))?;
+    setgroups(&[entry.gid]).context("setgroups")?;
+    setgid(entry.gid).context("setgid")?;
+    setuid(entry.uid).context("setuid")?;
+    Ok(())
+}
+
 /// `sluice worker`: the process side of a worker. Descriptors 3 (channel)
-/// and 4 (counter region) were set up by the supervisor.
-pub fn run_process(index: usize, workers: usize, supervisor: u32) -> anyhow::Result<()> {
+/// and 4 (counter region) were set up by the supervisor; `user`, if set,
+/// is who the worker runs as once it holds them.
+pub fn run_process(index: usize, workers: usize, supervisor: u32, user: Option<&str>) -> anyhow::Result<()> {
     use rustix::process::{Signal, getppid, set_parent_process_death_signal};
     set_parent_process_death_signal(Some(Signal::KILL)).context("PR_SET_PDEATHSIG")?;
     if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(supervisor) {
@@ -170,6 +183,9 @@ pub fn run_process(index: usize, workers: usize, supervisor: u32) -> anyhow::Res
         )
     };
     let region = Region::open(region_fd, workers).context("mapping the counter region")?;
+    if let Some(user) = user {
+        drop_privileges(user).with_context(|| format!("dropping privileges to `{user}`"))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

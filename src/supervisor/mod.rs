@@ -216,6 +216,9 @@ impl Supervisor {
             ])
             .args(["--supervisor", &std::process::id().to_string()])
             .stdin(std::process::Stdio::null());
+        if let Some(user) = &self.config.user {
+            command.args(["--user", user]);
+        }
         command
             .fd_mappings(vec![
                 FdMapping {
