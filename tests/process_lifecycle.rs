@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::processes::{Supervisor, alive, command, signal};
+use common::processes::{Load, Supervisor, alive, command, signal};
 use common::{Backend, client, upstreams_yaml};
 use rustix::process::Signal;
 
@@ -21,59 +19,13 @@ fn config(backends: &[&Backend], workers: usize, pool_extra: &str) -> String {
     )
 }
 
-/// Client loops (keep-alive and new connection per request) until `stop`.
-fn load(
-    url: String,
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..4)
-        .map(|i| {
-            let (url, stop, ok, failed) = (
-                url.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&ok),
-                Arc::clone(&failed),
-            );
-            tokio::spawn(async move {
-                let http = if i % 2 == 0 {
-                    client()
-                } else {
-                    reqwest::Client::builder()
-                        .no_proxy()
-                        .pool_max_idle_per_host(0)
-                        .build()
-                        .unwrap()
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    let served = match http.get(&url).send().await {
-                        Ok(r) => r.status() == 200 && r.text().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if served {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_replaced_and_counters_do_not_go_back() {
     let backend = Backend::start("app").await;
     let sluice = Supervisor::run(&config(&[&backend], 2, ""));
     let url = format!("http://{}/", sluice.addr("web"));
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let loops = load(url, Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-    while ok.load(Ordering::Relaxed) < 200 {
+    let (load, loops) = Load::start(url);
+    while load.ok() < 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before: u64 = sluice.status_value("LISTENER", "web", 4).parse().unwrap();
@@ -89,23 +41,20 @@ async fn a_killed_worker_is_replaced_and_counters_do_not_go_back() {
     let took = killed_at.elapsed();
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     assert!(took < Duration::from_secs(1), "replacement took {took:?}");
-    let served_before = ok.load(Ordering::Relaxed);
-    while ok.load(Ordering::Relaxed) < served_before + 200 {
+    let served_before = load.ok();
+    while load.ok() < served_before + 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.await.unwrap();
-    }
+    load.finish(loops).await;
     let after: u64 = sluice.status_value("LISTENER", "web", 4).parse().unwrap();
     assert!(
         after >= before,
         "connections total went back: {before} -> {after}"
     );
     assert!(
-        failed.load(Ordering::Relaxed) <= 4,
+        load.failed() <= 4,
         "{} failures for 4 clients in flight",
-        failed.load(Ordering::Relaxed)
+        load.failed()
     );
     assert!(
         sluice.status_value("WORKER", "0", 3) == "1"
@@ -240,7 +189,11 @@ async fn start_status_reload_stop_with_two_instances() {
 #[tokio::test]
 async fn workers_drop_to_the_configured_user() {
     if !rustix::process::geteuid().is_root() {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs as root and must run this test");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root and must run this test"
+        );
         eprintln!("skipped: dropping privileges needs root");
         return;
     }
@@ -249,11 +202,27 @@ async fn workers_drop_to_the_configured_user() {
     let worker = sluice.workers()[0].0.unwrap();
     let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw().to_string();
-    assert!(uid_line.split_whitespace().skip(1).all(|uid| uid == nobody), "{uid_line}");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+        .to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|uid| uid == nobody),
+        "{uid_line}"
+    );
     let supervisor = std::fs::read_to_string(format!("/proc/{}/status", sluice.pid())).unwrap();
-    assert!(supervisor.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    let response = client().get(format!("http://{}/", sluice.addr("web"))).send().await.unwrap();
+    assert!(
+        supervisor
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    );
+    let response = client()
+        .get(format!("http://{}/", sluice.addr("web")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }
 
@@ -268,7 +237,14 @@ async fn a_hung_worker_is_killed_and_replaced_by_the_watchdog() {
         workers[1].0.is_some_and(|pid| pid != hung) && workers[1].1 == "running"
     });
     assert!(replaced, "hung worker not replaced: {:?}", sluice.workers());
-    assert!(sluice.wait_for(Duration::from_secs(2), || !alive(hung)), "hung worker still exists");
-    let response = client().get(format!("http://{}/", sluice.addr("web"))).send().await.unwrap();
+    assert!(
+        sluice.wait_for(Duration::from_secs(2), || !alive(hung)),
+        "hung worker still exists"
+    );
+    let response = client()
+        .get(format!("http://{}/", sluice.addr("web")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }

@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use common::processes::{Supervisor, fd_count};
+use common::processes::{Load, Supervisor, fd_count};
 use common::{Backend, client, upstreams_yaml};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,35 +65,7 @@ async fn twenty_reloads_under_load_lose_nothing() {
         .await
         .unwrap();
 
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let loops: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-            tokio::spawn(async move {
-                let http = if i % 2 == 0 {
-                    client()
-                } else {
-                    reqwest::Client::builder()
-                        .no_proxy()
-                        .pool_max_idle_per_host(0)
-                        .build()
-                        .unwrap()
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    let served = match http.get(format!("http://{web}/load")).send().await {
-                        Ok(r) => r.status() == 200 && r.text().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    let counter = if served { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let (load, loops) = Load::start(format!("http://{web}/load"));
 
     let fresh = reqwest::Client::builder()
         .no_proxy()
@@ -129,17 +98,14 @@ async fn twenty_reloads_under_load_lose_nothing() {
             );
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.await.unwrap();
-    }
+    load.finish(loops).await;
     assert_eq!(
-        failed.load(Ordering::Relaxed),
+        load.failed(),
         0,
         "failed requests during reloads ({} served)",
-        ok.load(Ordering::Relaxed)
+        load.ok()
     );
-    assert!(ok.load(Ordering::Relaxed) > 100);
+    assert!(load.ok() > 100);
 
     tunnel.write_all(b"after!").await.unwrap();
     tunnel.read_exact(&mut buf).await.unwrap();

@@ -170,3 +170,61 @@ pub fn alive(pid: u32) -> bool {
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
+
+/// Counts of a client load: served and failed requests.
+#[derive(Clone, Default)]
+pub struct Load {
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Load {
+    /// Four client loops on `url` (two keep-alive, two with a new connection
+    /// per request) until [`Load::finish`].
+    pub fn start(url: String) -> (Load, Vec<tokio::task::JoinHandle<()>>) {
+        use std::sync::atomic::Ordering;
+        let load = Load::default();
+        let loops = (0..4)
+            .map(|i| {
+                let (url, load) = (url.clone(), load.clone());
+                tokio::spawn(async move {
+                    let http = if i % 2 == 0 {
+                        super::client()
+                    } else {
+                        reqwest::Client::builder()
+                            .no_proxy()
+                            .pool_max_idle_per_host(0)
+                            .build()
+                            .unwrap()
+                    };
+                    while !load.stop.load(Ordering::Relaxed) {
+                        let served = match http.get(&url).send().await {
+                            Ok(r) => r.status() == 200 && r.text().await.is_ok(),
+                            Err(_) => false,
+                        };
+                        let counter = if served { &load.ok } else { &load.failed };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        (load, loops)
+    }
+
+    pub fn ok(&self) -> usize {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> usize {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the loops and waits for them.
+    pub async fn finish(&self, loops: Vec<tokio::task::JoinHandle<()>>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in loops {
+            l.await.unwrap();
+        }
+    }
+}
