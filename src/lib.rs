@@ -7,6 +7,8 @@
 //!   tables, pools with their strategies, header templates.
 //! - [`counters`]: per-worker rows of atomic counters (connections, bytes,
 //!   requests) that the whole balancer reads.
+//! - [`health`]: active health checks and passive failure detection, run
+//!   once by the supervisor; workers only read the health row.
 //! - [`listener`]: binding listening sockets once, with socket2.
 //! - [`http`]: the HTTP listener: server connections, proxying, static
 //!   files, error responses.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod runtime;
