@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::counters::Region;
+use crate::health::{HealthChecker, HealthHandle};
 use crate::http::Worker;
 use crate::runtime::{self, ListenerKind, Runtime};
 
@@ -29,6 +30,8 @@ pub struct Instance {
     pub region: Arc<Region>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// The one health checker (outside every worker); stopped after them.
+    health: Option<HealthHandle>,
 }
 
 impl Instance {
@@ -48,6 +51,10 @@ impl Instance {
             sockets.push(socket);
         }
         let region = Region::new(1)?;
+        // Checked upstreams read down until their first check: wait for
+        // that round (bounded by the largest check timeout) before serving.
+        let health = HealthChecker::start(config, Arc::clone(&region))?;
+        health.wait_first_round();
         let row = region.worker_row(0);
         let (stop, stopped) = watch::channel(false);
         let drain_timeout = config.drain_timeout;
@@ -59,6 +66,7 @@ impl Instance {
             region,
             stop,
             thread: Some(thread),
+            health: Some(health),
         })
     }
 
@@ -77,6 +85,9 @@ impl Instance {
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(health) = self.health.take() {
+            health.stop();
         }
     }
 }
