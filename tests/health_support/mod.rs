@@ -31,6 +31,7 @@ pub struct HealthBackend {
     pub hits: Arc<AtomicUsize>,
     pub probes: Arc<AtomicUsize>,
     tasks: Option<JoinSet<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl HealthBackend {
@@ -47,20 +48,32 @@ impl HealthBackend {
         let probes = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
         let (h, n, p) = (health.clone(), hits.clone(), probes.clone());
+        let (stopping, stop) = tokio::sync::watch::channel(false);
         tasks.spawn(async move {
-            // Owns the connection tasks: aborting this task drops the set,
-            // which aborts every connection.
             let mut conns: JoinSet<()> = JoinSet::new();
+            let mut stopped = stop.clone();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let (h, n, p) = (h.clone(), n.clone(), p.clone());
-                        conns.spawn(serve(stream, name, h, n, p));
+                        conns.spawn(serve(stream, name, h, n, p, stop.clone()));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    _ = stopped.wait_for(|s| *s) => break,
                 }
             }
+            // Serve what already waits in the accept queue, as a server
+            // shutting down gracefully does, then close the port.
+            while let Ok(Ok((stream, _))) =
+                tokio::time::timeout(Duration::from_millis(5), listener.accept()).await
+            {
+                let (h, n, p) = (h.clone(), n.clone(), p.clone());
+                conns.spawn(serve(stream, name, h, n, p, stop.clone()));
+            }
+            drop(listener);
+            let drained = async { while conns.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
         });
         HealthBackend {
             name,
@@ -69,6 +82,7 @@ impl HealthBackend {
             hits,
             probes,
             tasks: Some(tasks),
+            stopping,
         }
     }
 
@@ -85,11 +99,12 @@ impl HealthBackend {
         self.health.store(status, Ordering::SeqCst);
     }
 
-    /// Closes the listener and every open connection; waits until the
-    /// port refuses.
+    /// Stops like a server shutting down gracefully: the port refuses at
+    /// once, and each open connection closes at its next request boundary
+    /// (after the response in progress). Returns once all are closed.
     pub async fn kill(&mut self) {
+        let _ = self.stopping.send(true);
         if let Some(mut tasks) = self.tasks.take() {
-            tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
     }
@@ -101,14 +116,21 @@ async fn serve(
     health: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
     probes: Arc<AtomicUsize>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    // A new connection has a request on its way: serve it before closing.
+    let mut served = false;
     loop {
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            tokio::select! {
+                biased;
+                read = stream.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                _ = stop.wait_for(|s| *s), if buf.is_empty() && served => return,
             }
             continue;
         };
@@ -131,7 +153,9 @@ async fn serve(
             "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-backend: {name}\r\n\r\n{name}",
             name.len()
         );
-        if stream.write_all(response.as_bytes()).await.is_err() || close {
+        served = true;
+        let stopping = *stop.borrow();
+        if stream.write_all(response.as_bytes()).await.is_err() || close || stopping {
             return;
         }
     }
