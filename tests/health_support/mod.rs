@@ -141,7 +141,7 @@ async fn serve(
         let status = if path == "/healthz" {
             let count = probes.fetch_add(1, Ordering::SeqCst);
             match health.load(Ordering::SeqCst) {
-                ALTERNATE if count % 2 == 0 => 200,
+                ALTERNATE if count.is_multiple_of(2) => 200,
                 ALTERNATE => 500,
                 status => status,
             }
