@@ -189,3 +189,37 @@ async fn a_pool_with_every_upstream_down_serves_in_panic_mode_until_one_recovers
     );
     instance.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_the_first_round_bounded_by_the_check_timeout() {
+    let live = HealthBackend::start("live").await;
+    let hang = health_support::fake(health_support::Fake::Hang).await;
+    let mut yaml = String::from("upstreams:\n");
+    let check = "kind: http, path: /healthz, interval: 2s, timeout: 400ms, rise: 2, fall: 3";
+    yaml.push_str(&health_support::upstream("hang", hang, check));
+    yaml.push_str(&health_support::upstream("live", live.addr, check));
+    yaml.push_str("listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [hang, live]\n");
+    let config = sluice::config::parse(&yaml, Path::new("startup.yaml")).unwrap();
+    let started = Instant::now();
+    let instance = Instance::start(&config).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(380) && took < Duration::from_millis(1000),
+        "start-up took {took:?}"
+    );
+    assert!(!instance.region.is_up(0), "the hanging upstream timed out");
+    assert!(
+        instance.region.is_up(1),
+        "the live one is up from the first request"
+    );
+    let http = common::client();
+    for _ in 0..10 {
+        let response = http
+            .get(format!("http://{}/", instance.address("web")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-backend"], "live");
+    }
+    instance.stop();
+}

@@ -187,6 +187,10 @@ impl HealthHandle {
         while *pending > 0 {
             let now = std::time::Instant::now();
             if now >= deadline {
+                tracing::warn!(
+                    pending = *pending,
+                    "first health-check round not finished in time; unchecked upstreams stay down until their first check"
+                );
                 return false;
             }
             pending = self
