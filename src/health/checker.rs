@@ -347,6 +347,9 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
                     if !checked {
                         tracker.thresholds = always_up(&target);
                         shared.region.set_up(target.slot, true);
+                        if std::mem::take(&mut tracker.first_pending) {
+                            shared.first_round.finish_one();
+                        }
                     }
                     tracker.target = target;
                 }
