@@ -231,3 +231,29 @@ async fn a_reload_keeps_unchanged_upstreams_and_checks_new_ones_first() {
     );
     handle.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_whose_slot_moves_in_a_reload_carries_its_state() {
+    let (a, b) = (
+        HealthBackend::start("a").await,
+        HealthBackend::start("b").await,
+    );
+    b.set_health(500);
+    let check = format!("kind: http, path: /healthz, {FAST}");
+    let (mut handle, region) = checker(&config(&[
+        upstream("a", a.addr, &check),
+        upstream("b", b.addr, &check),
+    ]));
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0) && !region.is_up(1));
+    // Today's slots are config indices: removing `a` moves `b` to slot 0.
+    handle.update(&config(&[upstream("b", b.addr, &check)]));
+    assert!(!region.is_up(0), "b is still down, now in slot 0");
+    assert!(handle.wait_first_round(), "b needs no new first check");
+    b.set_health(200);
+    wait_for(Duration::from_secs(2), "b up in its new slot", || {
+        region.is_up(0)
+    })
+    .await;
+    handle.stop();
+}
