@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::counters::{Region, Row};
+use crate::health::{HealthChecker, HealthHandle};
 use crate::http::Worker;
 use crate::runtime::{self, Runtime};
 use crate::worker::ListenerSet;
@@ -27,6 +28,8 @@ pub struct Instance {
     pub region: Arc<Region>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// The one health checker (outside every worker); stopped after them.
+    health: Option<HealthHandle>,
 }
 
 impl Instance {
@@ -46,6 +49,10 @@ impl Instance {
             sockets.push((listener.name.clone(), socket));
         }
         let region = Region::new(1)?;
+        // Checked upstreams read down until their first check: wait for
+        // that round (bounded by the largest check timeout) before serving.
+        let health = HealthChecker::start(config, Arc::clone(&region))?;
+        health.wait_first_round();
         let row = region.worker_row(0);
         let (stop, stopped) = watch::channel(false);
         let drain_timeout = config.drain_timeout;
@@ -57,6 +64,7 @@ impl Instance {
             region,
             stop,
             thread: Some(thread),
+            health: Some(health),
         })
     }
 
@@ -75,6 +83,9 @@ impl Instance {
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(health) = self.health.take() {
+            health.stop();
         }
     }
 }

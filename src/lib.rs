@@ -9,6 +9,8 @@
 //!   tables, pools with their strategies, header templates.
 //! - [`counters`]: per-worker rows of atomic counters (connections, bytes,
 //!   requests) that the whole balancer reads.
+//! - [`health`]: active health checks and passive failure detection, run
+//!   once by the supervisor; workers only read the health row.
 //! - [`instance`]: an in-process balancer (tests, `sluice demo`).
 //! - [`listener`]: binding listening sockets once, with socket2.
 //! - [`http`]: the HTTP listener: server connections, proxying, static
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod instance;
 pub mod listener;

@@ -1,0 +1,259 @@
+//! The health checker on its own (issue 6): kinds, thresholds, timeouts,
+//! first round and reloads, against real sockets. The checker runs on its
+//! own thread, so these tests only read the region it writes.
+
+mod health_support;
+
+use std::time::{Duration, Instant};
+
+use health_support::{
+    ALTERNATE, Fake, HealthBackend, checker, config, fake, results, upstream, wait_for,
+};
+
+const FAST: &str = "interval: 100ms, timeout: 300ms, rise: 2, fall: 3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_check_with_a_wrong_status_keeps_the_upstream_down_until_rise_passes() {
+    let app = HealthBackend::start("app").await;
+    app.set_health(503);
+    let cfg = config(&[
+        upstream(
+            "app",
+            app.addr,
+            &format!("kind: http, path: /healthz, {FAST}"),
+        ),
+        upstream("free", app.addr, "kind: none"),
+    ]);
+    let (handle, region) = checker(&cfg);
+    assert!(
+        !region.is_up(0),
+        "a checked upstream reads down before its first check"
+    );
+    assert!(region.is_up(1), "a `none` upstream is up at once");
+    assert!(handle.wait_first_round());
+    assert!(!region.is_up(0), "status 503 is outside 200-399");
+    let (_, failures, _) = results(&region, 0);
+    assert!(failures >= 1);
+    app.set_health(200);
+    let probes = app.probes.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for(Duration::from_secs(2), "up after two passes", || {
+        region.is_up(0)
+    })
+    .await;
+    let passes = app.probes.load(std::sync::atomic::Ordering::SeqCst) - probes;
+    assert!(passes >= 2, "rise 2 needs two passing checks, saw {passes}");
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_postgres_checks_judge_the_answer() {
+    let cases = [
+        ("redis-pong", Fake::Reply(b"+PONG\r\n"), "redis", true),
+        (
+            "redis-err",
+            Fake::Reply(b"-ERR unknown command\r\n"),
+            "redis",
+            false,
+        ),
+        (
+            "redis-noauth",
+            Fake::Reply(b"-NOAUTH Authentication required.\r\n"),
+            "redis",
+            false,
+        ),
+        (
+            "redis-garbage",
+            Fake::Reply(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+            "redis",
+            false,
+        ),
+        ("redis-close", Fake::Close, "redis", false),
+        ("pg-n", Fake::Reply(b"N"), "postgres", true),
+        ("pg-s", Fake::Reply(b"S"), "postgres", true),
+        (
+            "pg-garbage",
+            Fake::Reply(b"E\x00\x00\x00\x10SFATAL"),
+            "postgres",
+            false,
+        ),
+        ("pg-close", Fake::Close, "postgres", false),
+        (
+            "http-garbage",
+            Fake::Reply(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            "http",
+            false,
+        ),
+        ("http-close", Fake::Close, "http", false),
+        ("tcp-open", Fake::Close, "tcp", true),
+    ];
+    let mut upstreams = Vec::new();
+    for (id, behaviour, kind, _) in cases {
+        upstreams.push(upstream(
+            id,
+            fake(behaviour).await,
+            &format!("kind: {kind}, {FAST}"),
+        ));
+    }
+    upstreams.push(upstream(
+        "refused",
+        HealthBackend::dead_addr(),
+        &format!("kind: tcp, {FAST}"),
+    ));
+    let (handle, region) = checker(&config(&upstreams));
+    assert!(handle.wait_first_round());
+    for (slot, (id, _, _, up)) in cases.iter().enumerate() {
+        assert_eq!(region.is_up(slot), *up, "{id}");
+        let (success, failure, timeout) = results(&region, slot);
+        assert_eq!(timeout, 0, "{id}");
+        assert_eq!((success > 0, failure > 0), (*up, !*up), "{id}");
+    }
+    assert!(!region.is_up(cases.len()), "connection refused");
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_times_out_and_blocks_nothing_else() {
+    let live = HealthBackend::start("live").await;
+    let cfg = config(&[
+        upstream(
+            "hang",
+            fake(Fake::Hang).await,
+            "kind: http, interval: 200ms, timeout: 300ms, rise: 1, fall: 1",
+        ),
+        upstream(
+            "live",
+            live.addr,
+            "kind: tcp, interval: 100ms, timeout: 300ms, rise: 1, fall: 1",
+        ),
+    ]);
+    let start = Instant::now();
+    let (handle, region) = checker(&cfg);
+    assert!(
+        handle.wait_first_round(),
+        "the first round ends at the timeout"
+    );
+    let first_round = start.elapsed();
+    assert!(
+        first_round >= Duration::from_millis(280) && first_round < Duration::from_millis(800),
+        "first round took {first_round:?}"
+    );
+    assert_eq!(results(&region, 0), (0, 0, 1), "a hang counts as a timeout");
+    assert!(!region.is_up(0));
+    assert!(region.is_up(1));
+    let before = results(&region, 1).0;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let live_checks = results(&region, 1).0 - before;
+    assert!(
+        (9..=16).contains(&live_checks),
+        "the live upstream kept its 100 ms rhythm: {live_checks} checks in 1.2 s"
+    );
+    let (_, failures, timeouts) = results(&region, 0);
+    assert_eq!(failures, 0);
+    assert!(
+        (4..=6).contains(&timeouts),
+        "one timeout per 300 ms: {timeouts}"
+    );
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_alternating_pass_and_fail_never_changes_state() {
+    let flaky = HealthBackend::start("flaky").await;
+    flaky.set_health(ALTERNATE);
+    let cfg = config(&[upstream(
+        "flaky",
+        flaky.addr,
+        "kind: http, path: /healthz, interval: 30ms, timeout: 300ms, rise: 2, fall: 3",
+    )]);
+    let (handle, region) = checker(&cfg);
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0), "the first probe passed");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        assert!(
+            region.is_up(0),
+            "changed state after {:?}",
+            results(&region, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let (success, failure, _) = results(&region, 0);
+    assert!(
+        success >= 10 && failure >= 10,
+        "{success} passes, {failure} failures"
+    );
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_upstreams_and_checks_new_ones_first() {
+    let (a, b, c) = (
+        HealthBackend::start("a").await,
+        HealthBackend::start("b").await,
+        HealthBackend::start("c").await,
+    );
+    let check = format!("kind: http, path: /healthz, {FAST}");
+    let (mut handle, region) = checker(&config(&[
+        upstream("a", a.addr, &check),
+        upstream("b", b.addr, &check),
+    ]));
+    assert!(handle.wait_first_round());
+    a.set_health(500);
+    wait_for(Duration::from_secs(2), "a down", || !region.is_up(0)).await;
+    a.set_health(200);
+    let hang = fake(Fake::Hang).await;
+    handle.update(&config(&[
+        upstream("a", a.addr, &check),
+        upstream("hang", hang, &check),
+        upstream("c", c.addr, &check),
+    ]));
+    assert!(
+        !region.is_up(0),
+        "a keeps its state (down, rise not reached yet)"
+    );
+    assert!(
+        !region.is_up(1),
+        "a new upstream reads down until its first check, even in a slot that read up"
+    );
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(2), "c passed its first check");
+    assert!(!region.is_up(1), "hang timed out");
+    wait_for(Duration::from_secs(2), "a up through rise", || {
+        region.is_up(0)
+    })
+    .await;
+    let probes_of_b = b.probes.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        b.probes.load(std::sync::atomic::Ordering::SeqCst),
+        probes_of_b,
+        "a removed upstream is no longer checked"
+    );
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_whose_slot_moves_in_a_reload_carries_its_state() {
+    let (a, b) = (
+        HealthBackend::start("a").await,
+        HealthBackend::start("b").await,
+    );
+    b.set_health(500);
+    let check = format!("kind: http, path: /healthz, {FAST}");
+    let (mut handle, region) = checker(&config(&[
+        upstream("a", a.addr, &check),
+        upstream("b", b.addr, &check),
+    ]));
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0) && !region.is_up(1));
+    // Today's slots are config indices: removing `a` moves `b` to slot 0.
+    handle.update(&config(&[upstream("b", b.addr, &check)]));
+    assert!(!region.is_up(0), "b is still down, now in slot 0");
+    assert!(handle.wait_first_round(), "b needs no new first check");
+    b.set_health(200);
+    wait_for(Duration::from_secs(2), "b up in its new slot", || {
+        region.is_up(0)
+    })
+    .await;
+    handle.stop();
+}
