@@ -21,18 +21,7 @@ const BACKENDS: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 /// Starts the backends and the balancer on `port`, prints what to try,
 /// and serves until Ctrl-C.
 pub fn run(port: u16) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let addresses = rt.block_on(async {
-        let mut addresses = Vec::new();
-        for name in BACKENDS {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            addresses.push(listener.local_addr()?);
-            tokio::spawn(serve_backend(listener, name));
-        }
-        anyhow::Ok(addresses)
-    })?;
+    let addresses = start_backends()?;
     let dir = tempfile_dir()?;
     let path = dir.join("demo.yaml");
     std::fs::write(&path, demo_config(port, &addresses))?;
@@ -53,10 +42,47 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     println!("  curl http://{web}/api/hello              # least-connections");
     println!("  curl --path-as-is http://{web}/x/../api/  # paths are normalised before routing");
     println!("\nCtrl-C to stop.");
-    rt.block_on(tokio::signal::ctrl_c())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(tokio::signal::ctrl_c())?;
     instance.stop();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Starts the demo backends on their own thread (they must answer health
+/// checks while the balancer starts) and returns their addresses.
+fn start_backends() -> anyhow::Result<Vec<SocketAddr>> {
+    let (ready, addresses) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("sluice-demo-backends".into())
+        .spawn(move || {
+            let serve = async {
+                let mut bound = Vec::new();
+                for name in BACKENDS {
+                    let listener = TcpListener::bind("127.0.0.1:0").await?;
+                    bound.push(listener.local_addr()?);
+                    tokio::spawn(serve_backend(listener, name));
+                }
+                anyhow::Ok(bound)
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(error) => {
+                    let _ = ready.send(Err(error.into()));
+                    return;
+                }
+            };
+            rt.block_on(async {
+                let _ = ready.send(serve.await);
+                std::future::pending::<()>().await;
+            });
+        })?;
+    addresses.recv()?
 }
 
 /// The balancer config for the demo, in the same YAML a user writes.

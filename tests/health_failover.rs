@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use health_support::{HealthBackend, wait_for};
 use sluice::counters::UpstreamCounter;
-use sluice::supervisor::Instance;
+use sluice::instance::Instance;
 
 fn proxy(backends: &[&HealthBackend], check: &str) -> Instance {
     let mut yaml = String::from("upstreams:\n");

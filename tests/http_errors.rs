@@ -310,3 +310,52 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
         "a request whose body was sent is not replayed: {response}"
     );
 }
+
+/// A backend that reads a request and resets the connection (SO_LINGER 0)
+/// without answering.
+async fn resets_every_request() -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream() {
+    let live = Backend::start("live").await;
+    let reset = resets_every_request().await;
+    let yaml = format!(
+        "upstreams:\n  - id: reset\n    address: {reset}\n    health_check: {{ kind: none }}\n  - id: live\n    address: {}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [reset, live]\n",
+        live.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    for _ in 0..4 {
+        let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert_eq!(status_of(&response), 200, "{response}");
+    }
+    assert_eq!(live.seen().len(), 4);
+    let response = raw_response(
+        proxy.addr("web"),
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    let response2 = raw_response(
+        proxy.addr("web"),
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    let statuses = [status_of(&response), status_of(&response2)];
+    assert!(
+        statuses.contains(&502),
+        "a POST that hit the resetting upstream is not replayed: {statuses:?}"
+    );
+}

@@ -183,6 +183,7 @@ async fn proxy(
     let mut connect_attempts_left = settings.retries + 1;
     let ctx_key = key.as_deref();
     let mut panic = false;
+    let mut last_failure = ProxyError::ConnectFailed;
     loop {
         let ctx = PickContext {
             client: Some(conn.client.ip()),
@@ -193,7 +194,7 @@ async fn proxy(
             return Err(if tried.is_empty() || panic {
                 ProxyError::NoUpstream
             } else {
-                ProxyError::ConnectFailed
+                last_failure
             });
         };
         tried.insert(pick.index);
@@ -219,6 +220,7 @@ async fn proxy(
                         .row
                         .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
                     tracing::warn!(upstream = %upstream.id, %error, "connect failed");
+                    last_failure = ProxyError::ConnectFailed;
                     break None;
                 }
             };
@@ -248,6 +250,13 @@ async fn proxy(
                     break None;
                 }
                 Attempt::Lost { reused } if reused && bodyless && !fresh => fresh = true,
+                // Reset before any response byte, nothing streamed: an
+                // idempotent bodyless request moves on to another upstream.
+                Attempt::Lost { .. } if bodyless && idempotent(&outgoing.method) => {
+                    body = Some(RequestBody::empty(Rc::clone(&failure)));
+                    last_failure = ProxyError::UpstreamFailed;
+                    break None;
+                }
                 Attempt::Lost { .. } => {
                     return Err(failure.get().unwrap_or(ProxyError::UpstreamFailed));
                 }
@@ -262,10 +271,18 @@ async fn proxy(
             return Err(if panic {
                 ProxyError::NoUpstream
             } else {
-                ProxyError::ConnectFailed
+                last_failure
             });
         }
     }
+}
+
+/// Methods that may be sent again after a failure (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// The parts of the upstream request that survive a retry.

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::channel::{self, Channel, ConfigMessage, Message};
 use crate::config::{self, Config, Workers};
 use crate::counters::Region;
+use crate::health::{HealthChecker, HealthHandle, Target, targets_with};
 use crate::runtime::{self, slots::Slots};
 use crate::worker::{CHANNEL_FD, REGION_FD};
 use control::Command;
@@ -96,6 +97,17 @@ struct Supervisor {
     pending: Option<PendingReload>,
     stopping: Option<Instant>,
     reloads: (u64, u64),
+    health: HealthHandle,
+}
+
+/// What the health checker watches for `config`, at the supervisor's slots.
+fn health_targets(config: &Config, slots: &Slots) -> Vec<Target> {
+    targets_with(config, |_, upstream| {
+        // `Slots::assign` gave every upstream of this config a slot.
+        slots
+            .upstream(&upstream.id, &upstream.address.to_string())
+            .expect("every upstream has a slot")
+    })
 }
 
 /// Runs the supervisor for the config at `path` until stopped.
@@ -123,6 +135,11 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         });
     }
     let region = Region::new(count)?;
+    // Checked upstreams read down until their first check: wait for that
+    // round (bounded by the largest check timeout) before serving.
+    let health =
+        HealthChecker::start_targets(health_targets(&config, &slots), Arc::clone(&region))?;
+    health.wait_first_round();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -153,6 +170,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             pending: None,
             stopping: None,
             reloads: (0, 0),
+            health,
         };
         let dir = control::ensure_state_dir()?;
         let socket_path = control::socket_path(std::process::id());
@@ -509,6 +527,15 @@ impl Supervisor {
         }
         match self.prepare_reload() {
             Ok(summary) => {
+                // New upstreams take traffic only after their first check;
+                // unchanged ones keep their state.
+                self.health
+                    .update_targets(health_targets(&self.config, &self.slots));
+                self.health.wait_first_round();
+                let now = Instant::now();
+                for state in &mut self.workers {
+                    state.last_seen = state.last_seen.max(now - WATCHDOG / 2);
+                }
                 let waiting: HashSet<usize> = (0..self.workers.len())
                     .filter(|&i| self.workers[i].pid.is_some())
                     .collect();

@@ -73,7 +73,13 @@ impl RoundRobin {
                 position = 0;
             }
         }
-        health::first_admitted_from(filter, self.schedule[start % len] as usize)
+        let found = health::first_admitted_from(filter, self.schedule[start % len] as usize);
+        if found.is_none() {
+            // Nothing admitted: give the step back, so the panic pass that
+            // follows continues the rotation instead of skipping a slot.
+            self.next.fetch_sub(1, Ordering::Relaxed);
+        }
+        found
     }
 }
 

@@ -110,3 +110,21 @@ fn concurrent_picks_keep_exact_shares() {
     let share = |i| all.iter().filter(|&&p| p == i).count();
     assert_eq!((share(0), share(1), share(2)), (20_000, 4_000, 4_000));
 }
+
+/// In panic mode (every candidate down) the rotation goes on: two equal
+/// upstreams alternate instead of one taking every pick.
+#[test]
+fn panic_mode_keeps_rotating() {
+    let ids = ["a", "b"].map(String::from);
+    let strategy = RoundRobin::new(&specs(&ids, &[1, 1]));
+    let down: Vec<Candidate> = healthy(&[1, 1])
+        .into_iter()
+        .map(|c| Candidate {
+            healthy: false,
+            ..c
+        })
+        .collect();
+    let got = picks(&strategy, &down, 20);
+    assert_eq!(got.iter().filter(|&&p| p == 0).count(), 10, "{got:?}");
+    assert_eq!(got.iter().filter(|&&p| p == 1).count(), 10, "{got:?}");
+}
