@@ -335,3 +335,59 @@ async fn counters_are_exact_over_two_workers_and_survive_a_killed_worker() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_admin_endpoint_or_is_rejected_when_it_cannot_bind() {
+    let app = Backend::start("app").await;
+    let config = |admin: &str| {
+        format!(
+            "workers: 1\nadmin: {{ listen: {admin} }}\n{}listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    rules: [{{ path: /*, upstreams: [app] }}]
+",
+            upstreams_yaml(&[&app])
+        )
+    };
+    let sluice = Supervisor::run(&config("127.0.0.1:0"));
+    let old = sluice.admin.unwrap();
+    let pid = sluice.pid().to_string();
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    sluice.rewrite(&config(&taken.local_addr().unwrap().to_string()));
+    let refused = sluice.cli(&["reload", "-p", &pid]);
+    assert!(
+        !refused.status.success(),
+        "a taken admin port rejects the reload"
+    );
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(message.contains("admin endpoint"), "{message}");
+    let s = samples(&scrape(old).await);
+    let failure = [("result", "failure")];
+    assert_eq!(value(&s, "sluice_config_reloads_total", &failure), 1.0);
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    sluice.rewrite(&config(&free.to_string()));
+    let moved = sluice.cli(&["reload", "-p", &pid]);
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stdout)
+    );
+    assert_eq!(get(free, "/healthz").await.0, 200);
+    let s = samples(&scrape(free).await);
+    let success = [("result", "success")];
+    assert_eq!(value(&s, "sluice_config_reloads_total", &success), 1.0);
+    assert!(
+        client()
+            .get(format!("http://{old}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the old admin address is closed"
+    );
+}
