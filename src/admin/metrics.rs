@@ -257,7 +257,12 @@ pub fn render(snapshot: &Snapshot<'_>) -> String {
     }
 
     out.family(&POOL_PANIC);
-    for (listener, rule, members) in pools(snapshot) {
+    for PoolSeries {
+        listener,
+        rule,
+        members,
+    } in pools(snapshot)
+    {
         let down = members.iter().all(|(id, address)| {
             slots
                 .upstream(id, address)
@@ -294,10 +299,17 @@ pub fn render(snapshot: &Snapshot<'_>) -> String {
     out.0
 }
 
-/// Every pool as (listener, rule label, members as (id, address)): the
-/// union of the rules of one listener sharing a label (one series), and a
-/// TCP listener's pool as rule `""`.
-fn pools<'a>(snapshot: &Snapshot<'a>) -> Vec<(&'a str, String, Vec<(&'a str, String)>)> {
+/// One `sluice_pool_panic` series: the union of the pools of one
+/// listener's rules sharing a label, or a TCP listener's pool (rule `""`).
+struct PoolSeries<'a> {
+    listener: &'a str,
+    rule: String,
+    /// (id, address) of every member.
+    members: Vec<(&'a str, String)>,
+}
+
+/// Every pool series of the config.
+fn pools<'a>(snapshot: &Snapshot<'a>) -> Vec<PoolSeries<'a>> {
     let config = snapshot.config;
     let member = |id: &'a String| {
         config
@@ -306,12 +318,16 @@ fn pools<'a>(snapshot: &Snapshot<'a>) -> Vec<(&'a str, String, Vec<(&'a str, Str
             .find(|u| &u.id == id)
             .map(|u| (u.id.as_str(), u.address.to_string()))
     };
-    let mut pools: Vec<(&str, String, Vec<(&str, String)>)> = Vec::new();
+    let mut pools: Vec<PoolSeries<'a>> = Vec::new();
     for listener in &config.listeners {
         match &listener.mode {
             ListenerMode::Tcp(tcp) => {
                 let members = tcp.pool.upstreams.iter().filter_map(member).collect();
-                pools.push((listener.name.as_str(), String::new(), members));
+                pools.push(PoolSeries {
+                    listener: &listener.name,
+                    rule: String::new(),
+                    members,
+                });
             }
             ListenerMode::Http(http) => {
                 for rule in &http.rules {
@@ -322,16 +338,20 @@ fn pools<'a>(snapshot: &Snapshot<'a>) -> Vec<(&'a str, String, Vec<(&'a str, Str
                     let members = pool.upstreams.iter().filter_map(member);
                     match pools
                         .iter_mut()
-                        .find(|(l, r, _)| *l == listener.name && *r == label)
+                        .find(|p| p.listener == listener.name && p.rule == label)
                     {
-                        Some((_, _, existing)) => {
+                        Some(existing) => {
                             for m in members {
-                                if !existing.contains(&m) {
-                                    existing.push(m);
+                                if !existing.members.contains(&m) {
+                                    existing.members.push(m);
                                 }
                             }
                         }
-                        None => pools.push((listener.name.as_str(), label, members.collect())),
+                        None => pools.push(PoolSeries {
+                            listener: &listener.name,
+                            rule: label,
+                            members: members.collect(),
+                        }),
                     }
                 }
             }
