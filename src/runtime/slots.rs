@@ -237,6 +237,46 @@ fn assign<T: Clone + Eq + std::hash::Hash>(
 mod tests {
     use super::*;
 
+    fn config(rules: &str) -> Config {
+        let yaml = format!(
+            "upstreams:\n  - {{ id: a, address: 127.0.0.1:1 }}\n  - {{ id: b, address: 127.0.0.1:2 }}\n\
+             listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n{rules}\
+             \n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [a]\n"
+        );
+        crate::config::parse(&yaml, std::path::Path::new("/tmp/sluice.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn routes_and_pairs_follow_rule_labels_across_reloads() {
+        let first = config(
+            "      - { path: /api, upstreams: [a, b] }\n      - { path: /*, name: site, upstreams: [b] }\n      - { path: /x, name: site, upstreams: [a] }",
+        );
+        let slots = Slots::assign(&first, &Slots::default()).unwrap();
+        let index = slots.index();
+        let routes: Vec<_> = slots.route_table().iter().flatten().cloned().collect();
+        let route = |l: &str, r: &str| (l.to_owned(), r.to_owned());
+        assert_eq!(
+            routes,
+            [route("web", ""), route("web", "/api"), route("web", "site")],
+            "one route per label, a no-rule route, none for TCP"
+        );
+        let site_a = index.pair("web", "site", "a").unwrap();
+        assert!(index.pair("web", "site", "b").is_some());
+        assert!(index.pair("web", "site", "").is_some());
+        assert!(index.pair("web", "", "").is_some());
+        assert!(index.pair("web", "", "a").is_none());
+        assert_eq!(slots.pair_table().iter().flatten().count(), 7);
+
+        let second = config("      - { path: /*, name: site, upstreams: [a] }");
+        let again = Slots::assign(&second, &slots).unwrap();
+        let index2 = again.index();
+        assert_eq!(index2.pair("web", "site", "a"), Some(site_a), "kept");
+        assert_eq!(index2.route("web", "site"), index.route("web", "site"));
+        assert!(index2.route("web", "/api").is_none(), "freed");
+        assert!(index2.pair("web", "site", "b").is_none(), "freed");
+    }
+
     #[test]
     fn kept_identities_keep_their_slots_and_new_ones_get_fresh_slots() {
         let first = assign(&[], vec!["a", "b", "c"], 10).unwrap();
