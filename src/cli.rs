@@ -121,12 +121,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             crate::demo::run(port)?;
             Ok(0)
         }
-        Command::Worker {
-            index,
-            workers,
-            supervisor,
-            user,
-        } => {
+        Command::Worker { index, workers, supervisor, user } => {
             crate::worker::run_process(index, workers, supervisor, user.as_deref())?;
             Ok(0)
         }

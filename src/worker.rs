@@ -168,12 +168,7 @@ fn drop_privileges(user: &str) -> anyhow::Result<()> {
 /// `sluice worker`: the process side of a worker. Descriptors 3 (channel)
 /// and 4 (counter region) were set up by the supervisor; `user`, if set,
 /// is who the worker runs as once it holds them.
-pub fn run_process(
-    index: usize,
-    workers: usize,
-    supervisor: u32,
-    user: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn run_process(index: usize, workers: usize, supervisor: u32, user: Option<&str>) -> anyhow::Result<()> {
     use rustix::process::{Signal, getppid, set_parent_process_death_signal};
     set_parent_process_death_signal(Some(Signal::KILL)).context("PR_SET_PDEATHSIG")?;
     if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(supervisor) {

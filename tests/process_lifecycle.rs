@@ -240,11 +240,7 @@ async fn start_status_reload_stop_with_two_instances() {
 #[tokio::test]
 async fn workers_drop_to_the_configured_user() {
     if !rustix::process::geteuid().is_root() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI runs as root and must run this test"
-        );
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs as root and must run this test");
         eprintln!("skipped: dropping privileges needs root");
         return;
     }
@@ -253,27 +249,11 @@ async fn workers_drop_to_the_configured_user() {
     let worker = sluice.workers()[0].0.unwrap();
     let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let nobody = nix::unistd::User::from_name("nobody")
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw()
-        .to_string();
-    assert!(
-        uid_line.split_whitespace().skip(1).all(|uid| uid == nobody),
-        "{uid_line}"
-    );
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw().to_string();
+    assert!(uid_line.split_whitespace().skip(1).all(|uid| uid == nobody), "{uid_line}");
     let supervisor = std::fs::read_to_string(format!("/proc/{}/status", sluice.pid())).unwrap();
-    assert!(
-        supervisor
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    );
-    let response = client()
-        .get(format!("http://{}/", sluice.addr("web")))
-        .send()
-        .await
-        .unwrap();
+    assert!(supervisor.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    let response = client().get(format!("http://{}/", sluice.addr("web"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
 
@@ -288,14 +268,7 @@ async fn a_hung_worker_is_killed_and_replaced_by_the_watchdog() {
         workers[1].0.is_some_and(|pid| pid != hung) && workers[1].1 == "running"
     });
     assert!(replaced, "hung worker not replaced: {:?}", sluice.workers());
-    assert!(
-        sluice.wait_for(Duration::from_secs(2), || !alive(hung)),
-        "hung worker still exists"
-    );
-    let response = client()
-        .get(format!("http://{}/", sluice.addr("web")))
-        .send()
-        .await
-        .unwrap();
+    assert!(sluice.wait_for(Duration::from_secs(2), || !alive(hung)), "hung worker still exists");
+    let response = client().get(format!("http://{}/", sluice.addr("web"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
