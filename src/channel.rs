@@ -238,6 +238,29 @@ fn encode(message: &Message) -> (u8, Vec<u8>, Vec<BorrowedFd<'_>>) {
                     None => out.u8(0),
                 }
             }
+            out.u32(config.slots.route_table().len() as u32);
+            for entry in config.slots.route_table() {
+                match entry {
+                    Some((listener, rule)) => {
+                        out.u8(1);
+                        out.str(listener);
+                        out.str(rule);
+                    }
+                    None => out.u8(0),
+                }
+            }
+            out.u32(config.slots.pair_table().len() as u32);
+            for entry in config.slots.pair_table() {
+                match entry {
+                    Some((listener, rule, upstream)) => {
+                        out.u8(1);
+                        out.str(listener);
+                        out.str(rule);
+                        out.str(upstream);
+                    }
+                    None => out.u8(0),
+                }
+            }
             out.u32(config.listeners.len() as u32);
             for (name, _) in &config.listeners {
                 out.str(name);
@@ -281,6 +304,22 @@ fn decode(kind: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, Channe
             for _ in 0..r.u32()? {
                 listeners.push(if r.u8()? == 1 { Some(r.str()?) } else { None });
             }
+            let mut routes = Vec::new();
+            for _ in 0..r.u32()? {
+                routes.push(if r.u8()? == 1 {
+                    Some((r.str()?, r.str()?))
+                } else {
+                    None
+                });
+            }
+            let mut pairs = Vec::new();
+            for _ in 0..r.u32()? {
+                pairs.push(if r.u8()? == 1 {
+                    Some((r.str()?, r.str()?, r.str()?))
+                } else {
+                    None
+                });
+            }
             let count = r.u32()? as usize;
             if count != fds.len() {
                 return Err(ChannelError::Malformed(
@@ -295,7 +334,7 @@ fn decode(kind: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Message, Channe
                 generation,
                 source,
                 text,
-                slots: Slots::from_tables(upstreams, listeners),
+                slots: Slots::from_tables(upstreams, listeners).with_routes(routes, pairs),
                 listeners: named,
             })
         }
@@ -373,6 +412,10 @@ mod tests {
         let slots = Slots::from_tables(
             vec![Some(("a".into(), "127.0.0.1:1".into())), None],
             vec![Some("web".into())],
+        )
+        .with_routes(
+            vec![None, Some(("web".into(), "/api".into()))],
+            vec![Some(("web".into(), "/api".into(), "a".into())), None],
         );
         let big = "x".repeat(300_000);
         let message = Message::Config(ConfigMessage {

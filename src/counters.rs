@@ -12,11 +12,21 @@
 //! worker process maps the same pages. Row 0 is the health row, row 1 the
 //! retired row (counters of workers that died, folded in so totals never go
 //! backwards), rows 2.. one per worker.
+//!
+//! A row holds, in order: listener counters, upstream counters, an
+//! upstream latency histogram per upstream ([`histogram`]), then per
+//! *route* (a listener's rule label, or its "no rule matched" route) a
+//! request latency histogram and a retry count, then per *pair* (a route
+//! and an upstream id, or a route and "sluice answered itself") responses
+//! by status class. Only listener and upstream `Active` slots are gauges.
+
+pub mod histogram;
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use memmap2::MmapMut;
 
@@ -24,6 +34,23 @@ use memmap2::MmapMut;
 pub const MAX_LISTENERS: usize = 256;
 /// Most upstreams a region has room for.
 pub const MAX_UPSTREAMS: usize = 4096;
+/// Most routes (distinct rule labels per listener, plus one "no rule"
+/// route per HTTP listener) a region has room for.
+pub const MAX_ROUTES: usize = 2048;
+/// Most (route, upstream) pairs a region has room for.
+pub const MAX_PAIRS: usize = 16384;
+
+/// Status classes counted per pair, as rendered in metric labels.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into [`STATUS_CLASSES`] of an HTTP status code (anything out of
+/// range counts as 5xx).
+pub fn status_class(status: u16) -> usize {
+    match status {
+        100..=499 => usize::from(status / 100 - 1),
+        _ => 4,
+    }
+}
 
 /// Counters kept per listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +106,48 @@ const FIXED_ROWS: usize = 2;
 /// The retired row.
 const RETIRED_ROW: usize = 1;
 
+/// Slots per route: its request histogram, then its retry count.
+const ROUTE_FIELDS: usize = histogram::HIST_FIELDS + 1;
+/// Offset of the retry count within a route.
+const RETRIES_FIELD: usize = histogram::HIST_FIELDS;
+/// Slots per pair: one per status class.
+const PAIR_FIELDS: usize = STATUS_CLASSES.len();
+
+/// Where each section of a row starts.
+const UPSTREAMS_BASE: usize = MAX_LISTENERS * LISTENER_FIELDS;
+const UPSTREAM_HIST_BASE: usize = UPSTREAMS_BASE + MAX_UPSTREAMS * UPSTREAM_FIELDS;
+const ROUTES_BASE: usize = UPSTREAM_HIST_BASE + MAX_UPSTREAMS * histogram::HIST_FIELDS;
+const PAIRS_BASE: usize = ROUTES_BASE + MAX_ROUTES * ROUTE_FIELDS;
+
 /// Slots in one row.
-const ROW_SLOTS: usize = MAX_LISTENERS * LISTENER_FIELDS + MAX_UPSTREAMS * UPSTREAM_FIELDS;
+const ROW_SLOTS: usize = PAIRS_BASE + MAX_PAIRS * PAIR_FIELDS;
+
+/// A histogram in the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Histogram {
+    /// Request duration of a route (by route slot).
+    Route(usize),
+    /// Attempt duration of an upstream (by upstream slot).
+    Upstream(usize),
+}
+
+impl Histogram {
+    fn base(self) -> usize {
+        match self {
+            Histogram::Route(route) => {
+                assert!(route < MAX_ROUTES, "route slot {route} out of range");
+                ROUTES_BASE + route * ROUTE_FIELDS
+            }
+            Histogram::Upstream(upstream) => {
+                assert!(
+                    upstream < MAX_UPSTREAMS,
+                    "upstream slot {upstream} out of range"
+                );
+                UPSTREAM_HIST_BASE + upstream * histogram::HIST_FIELDS
+            }
+        }
+    }
+}
 
 /// Results of active health checks, per upstream (written by the health
 /// checker only, in the health row).
@@ -159,6 +226,10 @@ impl Region {
         let row = self.slots(worker + FIXED_ROWS);
         let retired = self.slots(RETIRED_ROW);
         for (slot, (cell, total)) in row.iter().zip(retired).enumerate() {
+            // Reading first leaves the (many) untouched slots unwritten.
+            if cell.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             let value = cell.swap(0, Ordering::Relaxed);
             if value != 0 && !is_gauge(slot) {
                 total.fetch_add(value, Ordering::Relaxed);
@@ -203,6 +274,36 @@ impl Region {
             .sum()
     }
 
+    /// Sum over every row of one slot.
+    fn total(&self, slot: usize) -> u64 {
+        (RETIRED_ROW..self.rows)
+            .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Responses of a (route, upstream) pair in status class `class` (an
+    /// index into [`STATUS_CLASSES`]), over every worker row.
+    pub fn pair_total(&self, pair: usize, class: usize) -> u64 {
+        self.total(pair_slot(pair, class))
+    }
+
+    /// Requests of a route moved to another upstream after a failed
+    /// connect, over every worker row.
+    pub fn retries_total(&self, route: usize) -> u64 {
+        self.total(retries_slot(route))
+    }
+
+    /// A histogram summed over every worker row.
+    pub fn histogram(&self, histogram: Histogram) -> histogram::HistogramTotals {
+        let base = histogram.base();
+        let mut totals = histogram::HistogramTotals::default();
+        for (index, bucket) in totals.buckets.iter_mut().enumerate() {
+            *bucket = self.total(base + index);
+        }
+        totals.sum_micros = self.total(base + histogram::SUM_FIELD);
+        totals
+    }
+
     /// Whether an upstream is currently considered up.
     pub fn is_up(&self, upstream: usize) -> bool {
         self.slots(0)[upstream].load(Ordering::Relaxed) == 0
@@ -227,12 +328,23 @@ impl Region {
 /// Whether a row slot holds a gauge (zeroed, not summed, when a worker
 /// retires).
 fn is_gauge(slot: usize) -> bool {
-    let listeners_end = MAX_LISTENERS * LISTENER_FIELDS;
-    if slot < listeners_end {
+    if slot < UPSTREAMS_BASE {
         slot % LISTENER_FIELDS == ListenerCounter::ConnectionsActive as usize
+    } else if slot < UPSTREAM_HIST_BASE {
+        (slot - UPSTREAMS_BASE) % UPSTREAM_FIELDS == UpstreamCounter::Active as usize
     } else {
-        (slot - listeners_end) % UPSTREAM_FIELDS == UpstreamCounter::Active as usize
+        false
     }
+}
+
+fn pair_slot(pair: usize, class: usize) -> usize {
+    assert!(pair < MAX_PAIRS, "pair slot {pair} out of range");
+    PAIRS_BASE + pair * PAIR_FIELDS + class.min(PAIR_FIELDS - 1)
+}
+
+fn retries_slot(route: usize) -> usize {
+    assert!(route < MAX_ROUTES, "route slot {route} out of range");
+    ROUTES_BASE + route * ROUTE_FIELDS + RETRIES_FIELD
 }
 
 fn check_slot(upstream: usize, result: CheckResult) -> usize {
@@ -256,7 +368,7 @@ fn upstream_slot(upstream: usize, counter: UpstreamCounter) -> usize {
         upstream < MAX_UPSTREAMS,
         "upstream slot {upstream} out of range"
     );
-    MAX_LISTENERS * LISTENER_FIELDS + upstream * UPSTREAM_FIELDS + counter as usize
+    UPSTREAMS_BASE + upstream * UPSTREAM_FIELDS + counter as usize
 }
 
 /// One worker's row: the only place a worker writes counters.
@@ -311,6 +423,34 @@ impl Row {
             _ => ListenerCounter::Responses5xx,
         };
         self.add_listener(listener, counter, 1);
+    }
+
+    fn add(&self, slot: usize, n: u64) {
+        self.region.slots(self.row)[slot].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one finished request: its response's status class on
+    /// `pair` and its duration in `route`'s histogram.
+    pub fn observe_request(&self, route: usize, pair: usize, status: u16, elapsed: Duration) {
+        self.add(pair_slot(pair, status_class(status)), 1);
+        self.observe(Histogram::Route(route), elapsed);
+    }
+
+    /// Records one attempt's duration at an upstream.
+    pub fn observe_upstream(&self, upstream: usize, elapsed: Duration) {
+        self.observe(Histogram::Upstream(upstream), elapsed);
+    }
+
+    /// Counts one retry of a request of `route` on another upstream.
+    pub fn count_retry(&self, route: usize) {
+        self.add(retries_slot(route), 1);
+    }
+
+    fn observe(&self, histogram: Histogram, elapsed: Duration) {
+        let base = histogram.base();
+        let (bucket, micros) = histogram::bucket(elapsed);
+        self.add(base + bucket, 1);
+        self.add(base + histogram::SUM_FIELD, micros);
     }
 }
 
@@ -367,67 +507,4 @@ impl Drop for ConnectionGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_sum_and_guards_release() {
-        let region = Region::new(2).unwrap();
-        let a = region.worker_row(0);
-        let b = region.worker_row(1);
-        a.add_listener(3, ListenerCounter::SentBytes, 5);
-        b.add_listener(3, ListenerCounter::SentBytes, 7);
-        assert_eq!(region.listener_total(3, ListenerCounter::SentBytes), 12);
-        {
-            let _g1 = ActiveGuard::new(&a, 9);
-            let _g2 = ActiveGuard::new(&b, 9);
-            assert_eq!(region.upstream_total(9, UpstreamCounter::Active), 2);
-        }
-        assert_eq!(region.upstream_total(9, UpstreamCounter::Active), 0);
-        assert!(region.is_up(9));
-        region.set_up(9, false);
-        assert!(!region.is_up(9));
-        region.count_check(9, CheckResult::Timeout);
-        assert_eq!(region.checks(9, CheckResult::Timeout), 1);
-        assert_eq!(region.checks(9, CheckResult::Success), 0);
-        assert!(!region.is_up(9), "check counters do not touch health flags");
-    }
-
-    #[test]
-    fn a_retired_worker_keeps_its_counts_but_not_its_gauges() {
-        let region = Region::new(2).unwrap();
-        let row = region.worker_row(1);
-        row.add_listener(2, ListenerCounter::ConnectionsTotal, 5);
-        row.add_listener(2, ListenerCounter::ConnectionsActive, 3);
-        row.add_upstream(4, UpstreamCounter::Requests, 11);
-        row.add_upstream(4, UpstreamCounter::Active, 2);
-        region.retire(1);
-        assert_eq!(
-            region.listener_total(2, ListenerCounter::ConnectionsTotal),
-            5
-        );
-        assert_eq!(
-            region.listener_total(2, ListenerCounter::ConnectionsActive),
-            0
-        );
-        assert_eq!(region.upstream_total(4, UpstreamCounter::Requests), 11);
-        assert_eq!(region.upstream_total(4, UpstreamCounter::Active), 0);
-        assert_eq!(
-            row.listener(2, ListenerCounter::ConnectionsTotal),
-            0,
-            "the row starts afresh for a replacement"
-        );
-    }
-
-    #[test]
-    fn another_mapping_of_the_memfd_sees_the_same_counters() {
-        let region = Region::new(1).unwrap();
-        let fd = region.fd().try_clone_to_owned().unwrap();
-        let other = Region::open(fd, 1).unwrap();
-        region
-            .worker_row(0)
-            .add_upstream(1, UpstreamCounter::Requests, 7);
-        assert_eq!(other.upstream_total(1, UpstreamCounter::Requests), 7);
-        assert!(Region::open(region.fd().try_clone_to_owned().unwrap(), 3).is_err());
-    }
-}
+mod tests;

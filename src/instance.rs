@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -12,10 +13,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::admin::{AdminHandle, Page, Renderer, Snapshot, WorkerInfo};
 use crate::config::Config;
 use crate::counters::{Region, Row};
 use crate::health::{HealthChecker, HealthHandle};
 use crate::http::Worker;
+use crate::runtime::slots::Slots;
 use crate::runtime::{self, Runtime};
 use crate::worker::ListenerSet;
 
@@ -26,6 +29,8 @@ pub struct Instance {
     pub addresses: BTreeMap<String, SocketAddr>,
     /// The counter region (for tests and status).
     pub region: Arc<Region>,
+    /// Bound address of the admin endpoint, if the config has one.
+    pub admin: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     /// The one health checker (outside every worker); stopped after them.
@@ -53,14 +58,32 @@ impl Instance {
         // that round (bounded by the largest check timeout) before serving.
         let health = HealthChecker::start(config, Arc::clone(&region))?;
         health.wait_first_round();
+        let admin = match &config.admin {
+            Some(admin) => {
+                let socket = crate::admin::bind(admin.listen)?;
+                let state = AdminState {
+                    config: config.clone(),
+                    slots: runtime.slots.clone(),
+                    region: Arc::clone(&region),
+                    bound: addresses.clone(),
+                };
+                Some((admin.listen, socket, state))
+            }
+            None => None,
+        };
+        let admin_address = match &admin {
+            Some((_, socket, _)) => Some(socket.local_addr()?),
+            None => None,
+        };
         let row = region.worker_row(0);
         let (stop, stopped) = watch::channel(false);
         let drain_timeout = config.drain_timeout;
         let thread = std::thread::Builder::new()
             .name("sluice-worker".into())
-            .spawn(move || serve(runtime, row, sockets, stopped, drain_timeout))?;
+            .spawn(move || serve(runtime, row, sockets, admin, stopped, drain_timeout))?;
         Ok(Instance {
             addresses,
+            admin: admin_address,
             region,
             stop,
             thread: Some(thread),
@@ -96,10 +119,39 @@ impl Drop for Instance {
     }
 }
 
+/// What the in-process admin endpoint renders from (one worker, which
+/// never restarts, and no reloads).
+struct AdminState {
+    config: Config,
+    slots: Slots,
+    region: Arc<Region>,
+    bound: BTreeMap<String, SocketAddr>,
+}
+
+impl AdminState {
+    fn render(&self, page: Page) -> String {
+        Snapshot {
+            config: &self.config,
+            slots: &self.slots,
+            region: &self.region,
+            bound: self.bound.iter().map(|(n, a)| (n.as_str(), *a)).collect(),
+            workers: vec![WorkerInfo {
+                pid: Some(std::process::id()),
+                state: "running",
+                restarts: 0,
+            }],
+            reloads: (0, 0),
+            generation: 1,
+        }
+        .render(page)
+    }
+}
+
 fn serve(
     runtime: Arc<Runtime>,
     row: Row,
     sockets: Vec<(String, std::net::TcpListener)>,
+    admin: Option<(SocketAddr, std::net::TcpListener, AdminState)>,
     mut stopped: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
@@ -118,6 +170,16 @@ fn serve(
         let worker = Worker::new(row, Arc::clone(&runtime));
         let mut listeners = ListenerSet::default();
         listeners.apply(&worker, &runtime, sockets);
+        let _admin = admin.and_then(|(configured, socket, state)| {
+            let state = Rc::new(state);
+            let renderer: Renderer = Rc::new(move |page| {
+                let page = state.render(page);
+                Box::pin(async move { Some(page) })
+            });
+            AdminHandle::start(configured, socket, renderer)
+                .inspect_err(|error| tracing::error!(%error, "cannot serve the admin endpoint"))
+                .ok()
+        });
         let _ = stopped.wait_for(|stop| *stop).await;
         listeners.stop_all();
         if tokio::time::timeout(drain_timeout, worker.drained())

@@ -1,6 +1,8 @@
 //! sluice: a layer-4/7 load balancer.
 //!
 //! # Layout
+//! - [`admin`]: the admin endpoint the supervisor serves: `/metrics`
+//!   (Prometheus), `/status` (JSON), `/healthz`.
 //! - [`background`]: `sluice start | stop | reload | status` (the client side).
 //! - [`channel`]: framed messages and descriptors between supervisor and workers.
 //! - [`cli`]: the command line (clap) and its dispatch to the commands.
@@ -22,6 +24,7 @@
 //! - [`demo`]: `sluice demo`, built-in backends and a balancer in front.
 //! - [`starter`]: `sluice init`, the commented starter config.
 
+pub mod admin;
 pub mod background;
 pub mod channel;
 pub mod cli;

@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -32,7 +32,7 @@ use super::upstream::PooledConnection;
 use crate::counters::{ActiveGuard, UpstreamCounter};
 use crate::runtime::headers::RequestVars;
 use crate::runtime::pool::Pool;
-use crate::runtime::{Action, HttpRoutes, ListenerKind, Rule, Runtime, Upstream};
+use crate::runtime::{Action, HttpRoutes, ListenerKind, Metered, Rule, Runtime, Upstream};
 
 /// What a request handler knows about its client connection.
 #[derive(Debug)]
@@ -50,12 +50,26 @@ pub struct ConnContext {
     pub phase: SharedPhase,
 }
 
+/// Where a request's outcome is counted: the route it took (with the
+/// pair for a response sluice made itself) and the upstream pair of the
+/// last attempt, if one was picked.
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    own: Metered,
+    upstream: Option<usize>,
+}
+
+/// Filled in while a request is routed and proxied.
+type OutcomeCell = Cell<Option<Outcome>>;
+
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(
     conn: Rc<ConnContext>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
+    let started = Instant::now();
+    let outcome: OutcomeCell = Cell::new(None);
     let ambiguous = conn.phase.take_ambiguous_framing();
     let current = conn.worker.runtime.load_full();
     let (runtime, index) = match current.listener_index(&conn.listener) {
@@ -71,16 +85,32 @@ pub async fn handle(
             "ambiguous message framing (Content-Length / Transfer-Encoding)",
         ))
     } else {
-        route_and_serve(&conn, &runtime, index, req).await
+        route_and_serve(&conn, &runtime, index, req, &outcome).await
     };
+    let own_answer = matches!(served, Err(ProxyError::NoUpstream | ProxyError::NoRoute));
     let mut response = match served {
         Ok(response) => response,
         Err(error) => error.response(),
     };
-    let listener = runtime.listeners[index].slot;
-    conn.worker
-        .row
-        .count_response(listener, response.status().as_u16());
+    let listener = &runtime.listeners[index];
+    let status = response.status().as_u16();
+    conn.worker.row.count_response(listener.slot, status);
+    let outcome = outcome.get().or(match &listener.kind {
+        ListenerKind::Http(routes) => Some(Outcome {
+            own: routes.no_rule,
+            upstream: None,
+        }),
+        ListenerKind::Tcp(_) => None,
+    });
+    if let Some(outcome) = outcome {
+        let pair = match outcome.upstream {
+            Some(pair) if !own_answer => pair,
+            _ => outcome.own.pair,
+        };
+        conn.worker
+            .row
+            .observe_request(outcome.own.route, pair, status, started.elapsed());
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         conn.phase.set(Phase::Tunnel);
     }
@@ -95,6 +125,7 @@ async fn route_and_serve(
     runtime: &Runtime,
     index: usize,
     req: Request<Incoming>,
+    outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let ListenerKind::Http(routes) = &runtime.listeners[index].kind else {
         return Err(ProxyError::NoRoute);
@@ -108,6 +139,10 @@ async fn route_and_serve(
         .route(host.as_deref(), req.method(), &path)
         .ok_or(ProxyError::NoRoute)?;
     let rule = &routes.rules[found.rule];
+    outcome.set(Some(Outcome {
+        own: rule.metered,
+        upstream: None,
+    }));
     match &rule.action {
         Action::Static { root } => {
             Ok(static_files::serve(root, &path[found.prefix_len..], req).await)
@@ -120,7 +155,7 @@ async fn route_and_serve(
                 pool,
                 pass_host: *pass_host,
             };
-            proxy(conn, &target, host.as_deref(), req).await
+            proxy(conn, &target, host.as_deref(), req, outcome).await
         }
     }
 }
@@ -139,6 +174,7 @@ async fn proxy(
     target: &Target<'_>,
     host: Option<&str>,
     req: Request<Incoming>,
+    outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let settings = &target.rule.settings;
     if let (Some(limit), Some(length)) = (settings.max_body_size, req.body().size_hint().exact())
@@ -197,7 +233,14 @@ async fn proxy(
                 last_failure
             });
         };
+        if !tried.is_empty() {
+            conn.worker.row.count_retry(target.rule.metered.route);
+        }
         tried.insert(pick.index);
+        outcome.set(Some(Outcome {
+            own: target.rule.metered,
+            upstream: target.rule.pairs.get(pick.index).copied(),
+        }));
         panic = pick.panic;
         let upstream = &target.runtime.upstreams[target.pool.members[pick.index]];
         let connect_timeout = upstream.connect_timeout.unwrap_or(settings.connect_timeout);
@@ -208,6 +251,7 @@ async fn proxy(
         let mut active = Some(ActiveGuard::new(&conn.worker.row, upstream.slot));
         let mut fresh = false;
         let sent = loop {
+            let attempt_started = Instant::now();
             let connection = match conn
                 .worker
                 .connections
@@ -219,6 +263,9 @@ async fn proxy(
                     conn.worker
                         .row
                         .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                    conn.worker
+                        .row
+                        .observe_upstream(upstream.slot, attempt_started.elapsed());
                     tracing::warn!(upstream = %upstream.id, %error, "connect failed");
                     last_failure = ProxyError::ConnectFailed;
                     break None;
@@ -230,7 +277,7 @@ async fn proxy(
             let guard = active
                 .take()
                 .unwrap_or_else(|| ActiveGuard::new(&conn.worker.row, upstream.slot));
-            match send(
+            let attempt = send(
                 conn,
                 upstream,
                 connection,
@@ -238,8 +285,11 @@ async fn proxy(
                 response_timeout,
                 guard,
             )
-            .await
-            {
+            .await;
+            conn.worker
+                .row
+                .observe_upstream(upstream.slot, attempt_started.elapsed());
+            match attempt {
                 Attempt::Response(response) => break Some(response),
                 Attempt::Unsent(request_body, reused) if reused && !fresh => {
                     body = Some(request_body);

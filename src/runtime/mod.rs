@@ -22,7 +22,7 @@ use crate::config::{
 use headers::{HeaderTemplate, UnknownVariable};
 use pool::Pool;
 use router::{RouteSpec, Router};
-use slots::Slots;
+use slots::{SlotIndex, Slots};
 
 /// A compiled config generation.
 #[derive(Debug)]
@@ -85,6 +85,17 @@ pub struct HttpRoutes {
     pub rules: Vec<Rule>,
     /// Headers set on every proxied request.
     pub headers: Vec<HeaderTemplate>,
+    /// Where requests no rule matched are counted.
+    pub no_rule: Metered,
+}
+
+/// The counter slots a request's outcome is recorded in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metered {
+    /// Route slot (duration histogram, retries).
+    pub route: usize,
+    /// Pair slot (responses by status class).
+    pub pair: usize,
 }
 
 /// A compiled routing rule.
@@ -92,6 +103,11 @@ pub struct HttpRoutes {
 pub struct Rule {
     /// Name for logs and metrics: the rule's `name`, else its path pattern.
     pub label: String,
+    /// Counter slots for responses sluice makes itself (upstream `""`).
+    pub metered: Metered,
+    /// Pair slot per pool member (parallel to the pool's `members`); empty
+    /// for a static rule.
+    pub pairs: Vec<usize>,
     /// Resolved settings.
     pub settings: Settings,
     /// What to do with a match.
@@ -160,6 +176,7 @@ pub fn compile(config: &Config) -> Result<Runtime, CompileError> {
 
 /// Compiles a validated config with the supervisor's slot assignment.
 pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileError> {
+    let index = slots.index();
     let upstreams: Vec<Upstream> = config
         .upstreams
         .iter()
@@ -188,7 +205,7 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
             })?;
             let kind = match &l.mode {
                 ListenerMode::Http(http) => {
-                    ListenerKind::Http(compile_http(config, &upstreams, &l.name, http)?)
+                    ListenerKind::Http(compile_http(config, &upstreams, &index, &l.name, http)?)
                 }
                 ListenerMode::Tcp(tcp) => ListenerKind::Tcp(TcpRoute {
                     pool: compile_pool(config, &upstreams, &tcp.pool),
@@ -222,6 +239,7 @@ impl Runtime {
 fn compile_http(
     config: &Config,
     upstreams: &[Upstream],
+    index: &SlotIndex,
     listener: &str,
     http: &config::HttpListenerConfig,
 ) -> Result<HttpRoutes, CompileError> {
@@ -239,21 +257,53 @@ fn compile_http(
         listener: listener.to_owned(),
         source,
     })?;
+    let no_slot = |what: String| CompileError::Slots(format!("{what} has no counter slot"));
+    let metered = |label: &str| -> Result<Metered, CompileError> {
+        Ok(Metered {
+            route: index
+                .route(listener, label)
+                .ok_or_else(|| no_slot(format!("rule `{label}` of `{listener}`")))?,
+            pair: index
+                .pair(listener, label, "")
+                .ok_or_else(|| no_slot(format!("rule `{label}` of `{listener}`")))?,
+        })
+    };
+    let no_rule = metered("")?;
     let rules = http
         .rules
         .iter()
-        .map(|r| Rule {
-            label: r.name.clone().unwrap_or_else(|| r.path.clone()),
-            settings: r.settings,
-            action: match &r.action {
-                RuleAction::Proxy { pool, pass_host } => Action::Proxy {
-                    pool: compile_pool(config, upstreams, pool),
-                    pass_host: *pass_host,
-                },
-                RuleAction::Static { root } => Action::Static { root: root.clone() },
-            },
+        .map(|r| {
+            let label = slots::rule_label(r);
+            let (action, pairs) = match &r.action {
+                RuleAction::Proxy { pool, pass_host } => {
+                    let pool = compile_pool(config, upstreams, pool);
+                    let pairs = pool
+                        .members
+                        .iter()
+                        .map(|&member| {
+                            let id = &upstreams[member].id;
+                            index.pair(listener, &label, id).ok_or_else(|| {
+                                no_slot(format!("upstream `{id}` of rule `{label}`"))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    let action = Action::Proxy {
+                        pool,
+                        pass_host: *pass_host,
+                    };
+                    (action, pairs)
+                }
+                RuleAction::Static { root } => (Action::Static { root: root.clone() }, Vec::new()),
+            };
+            Ok(Rule {
+                metered: metered(&label)?,
+                label,
+                pairs,
+                settings: r.settings,
+                action,
+            })
         })
-        .collect();
+        .collect::<Result<_, CompileError>>()?;
     let headers = http
         .headers
         .iter()
@@ -267,6 +317,7 @@ fn compile_http(
         router,
         rules,
         headers,
+        no_rule,
     })
 }
 

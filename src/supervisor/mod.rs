@@ -11,8 +11,10 @@
 //!   generation to every worker, which switch in place;
 //! - SIGTERM/SIGINT or `sluice stop`: workers stop accepting and drain; a
 //!   second signal or SIGQUIT ends everything at once;
-//! - `sluice status`: a table of workers, listeners and upstreams.
+//! - `sluice status`: a table of workers, listeners and upstreams;
+//! - the admin endpoint (`admin`): `/metrics`, `/status`, `/healthz`.
 
+mod admin;
 pub mod control;
 pub mod diff;
 mod status;
@@ -74,6 +76,7 @@ enum Event {
     Exited(usize, u32, std::process::ExitStatus),
     Respawn(usize),
     Control(Command, oneshot::Sender<(bool, String)>),
+    Admin(crate::admin::Page, oneshot::Sender<String>),
 }
 
 /// A reload waiting for workers to apply it.
@@ -98,6 +101,7 @@ struct Supervisor {
     stopping: Option<Instant>,
     reloads: (u64, u64),
     health: HealthHandle,
+    admin: Option<crate::admin::AdminHandle>,
 }
 
 /// What the health checker watches for `config`, at the supervisor's slots.
@@ -134,6 +138,10 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             socket,
         });
     }
+    let admin_socket = match &config.admin {
+        Some(admin) => Some((admin.listen, crate::admin::bind(admin.listen)?)),
+        None => None,
+    };
     let region = Region::new(count)?;
     // Checked upstreams read down until their first check: wait for that
     // round (bounded by the largest check timeout) before serving.
@@ -171,7 +179,11 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             stopping: None,
             reloads: (0, 0),
             health,
+            admin: None,
         };
+        if let Some((configured, socket)) = admin_socket {
+            supervisor.apply_admin(admin::AdminChange::Start(configured, socket))?;
+        }
         let dir = control::ensure_state_dir()?;
         let socket_path = control::socket_path(std::process::id());
         let _ = std::fs::remove_file(&socket_path);
@@ -343,7 +355,7 @@ impl Supervisor {
             pid = std::process::id(),
             workers = self.workers.len(),
             listeners = %listeners.join(" "),
-            admin = %self.config.admin.as_ref().map_or_else(|| "none".to_owned(), |a| a.listen.to_string()),
+            admin = %self.admin_address(),
             control = %dir.display(),
             "sluice ready"
         );
@@ -410,6 +422,9 @@ impl Supervisor {
                 if self.stopping.is_none() && self.workers[index].pid.is_none() {
                     self.spawn(index)?;
                 }
+            }
+            Event::Admin(page, reply) => {
+                let _ = reply.send(self.render_admin(page));
             }
             Event::Control(command, reply) => match command {
                 Command::Status => {
@@ -578,6 +593,7 @@ impl Supervisor {
         runtime::compile(&config)
             .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
         let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
+        let admin = admin::plan(self.admin.as_ref(), config.admin.as_ref())?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         let mut old: Vec<Bound> = std::mem::take(&mut self.bound);
         for listener in &config.listeners {
@@ -617,6 +633,9 @@ impl Supervisor {
         self.text = text;
         self.slots = slots;
         self.generation += 1;
+        if let Err(error) = self.apply_admin(admin) {
+            tracing::error!(%error, "cannot serve the admin endpoint");
+        }
         Ok(summary)
     }
 

@@ -14,6 +14,8 @@ pub struct Supervisor {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addresses: Vec<(String, SocketAddr)>,
+    /// The admin endpoint's bound address, from the ready line.
+    pub admin: Option<SocketAddr>,
 }
 
 /// `sluice` with the given state directory.
@@ -42,6 +44,7 @@ impl Supervisor {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let mut addresses = Vec::new();
+        let mut admin = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
             if line.contains("sluice ready") {
@@ -51,6 +54,11 @@ impl Supervisor {
                     let (name, addr) = item.split_once('=').unwrap();
                     addresses.push((name.to_owned(), addr.parse().unwrap()));
                 }
+                admin = line
+                    .split(" admin=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|addr| addr.trim_matches('"').parse().ok());
                 break;
             }
         }
@@ -62,6 +70,7 @@ impl Supervisor {
             dir,
             config,
             addresses,
+            admin,
         }
     }
 
