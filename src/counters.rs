@@ -158,7 +158,10 @@ impl Region {
 }
 
 fn check_slot(upstream: usize, result: CheckResult) -> usize {
-    assert!(upstream < MAX_UPSTREAMS, "upstream slot {upstream} out of range");
+    assert!(
+        upstream < MAX_UPSTREAMS,
+        "upstream slot {upstream} out of range"
+    );
     MAX_UPSTREAMS + upstream * 3 + result as usize
 }
 

@@ -240,7 +240,10 @@ async fn every_upstream_refusing_is_502_and_503_when_all_are_down() {
 /// A backend that answers the first request on each connection, then
 /// closes the connection when the next request arrives (the keep-alive
 /// close race). Returns its address and the number of connections.
-async fn closes_after_one_response() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn closes_after_one_response() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::sync::atomic::Ordering;
     use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -261,7 +264,10 @@ async fn closes_after_one_response() -> (std::net::SocketAddr, std::sync::Arc<st
                     }
                     head.extend_from_slice(&buf[..n]);
                 }
-                stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
                 let _ = stream.read(&mut buf).await;
             });
         }
@@ -279,14 +285,28 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
     let proxy = Proxy::start(&yaml);
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
     for _ in 0..3 {
-        client.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
         let response = common::read_response(&mut client).await;
         assert_eq!(status_of(&response), 200, "{response}");
         assert!(response.ends_with("ok"));
     }
-    assert_eq!(connections.load(Ordering::SeqCst), 3, "each request after the first needed a fresh connection");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        3,
+        "each request after the first needed a fresh connection"
+    );
 
-    client.write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody").await.unwrap();
+    client
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody")
+        .await
+        .unwrap();
     let response = common::read_response(&mut client).await;
-    assert_eq!(status_of(&response), 502, "a request whose body was sent is not replayed: {response}");
+    assert_eq!(
+        status_of(&response),
+        502,
+        "a request whose body was sent is not replayed: {response}"
+    );
 }
