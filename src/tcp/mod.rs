@@ -130,7 +130,12 @@ async fn tunnel(
     let ListenerKind::Tcp(route) = &listener.kind else {
         return Ok(());
     };
-    let local = client.local_addr().unwrap_or(listener.listen);
+    // The address the client reached: only PROXY headers need it, so the
+    // getsockname call is skipped otherwise.
+    let local = match route.proxy_protocol {
+        Some(_) => client.local_addr().unwrap_or(listener.listen),
+        None => listener.listen,
+    };
     let (mut source, mut destination, mut early) = (peer, local, Vec::new());
     if route.accept_proxy_protocol {
         let timeout = listener.settings.header_timeout;
