@@ -32,6 +32,10 @@ pub const BUFFER_SIZE: usize = 32 * 1024;
 /// Most bytes one `splice` call moves; the pipe is sized to match so one
 /// call can fill it.
 const PIPE_SIZE: usize = 256 * 1024;
+/// A splice smaller than this looks like request/response traffic...
+const SMALL_SPLICE: usize = 4 * 1024;
+/// ...and this many in a row send an adaptive direction back to read/write.
+const SMALL_SPLICES_TO_SWITCH_BACK: u32 = 8;
 
 /// How a tunnel moves bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -41,8 +45,8 @@ pub enum CopyMode {
     /// `splice` from the socket into a pipe and from the pipe to the other
     /// socket: no copy through user space.
     Splice,
-    /// Buffered until a read fills the buffer, then splice for the rest of
-    /// that direction.
+    /// Buffered until a read fills the buffer, then splice until a run of
+    /// small transfers; per direction.
     #[default]
     Adaptive,
 }
@@ -156,37 +160,55 @@ async fn one_way(
     side: Side<'_>,
 ) -> Result<u64, CopyError> {
     let mut total = 0;
-    if mode != CopyMode::Splice {
-        let mut buf = vec![0u8; BUFFER_SIZE];
-        loop {
-            let n = read(from, &mut buf).await.map_err(|e| side.read_error(e))?;
-            if n == 0 {
-                half_close(to);
-                return Ok(total);
-            }
-            side.moved(n);
-            write_all(to, &buf[..n])
-                .await
-                .map_err(|e| side.write_error(e))?;
-            total += n as u64;
-            if mode == CopyMode::Adaptive && n == buf.len() {
-                break;
-            }
-        }
-    }
-    let pipe = Pipe::new().map_err(CopyError::Pipe)?;
+    let mut buf = Vec::new();
+    let mut pipe = None;
+    let mut splicing = mode == CopyMode::Splice;
+    // Consecutive small splices seen by an adaptive direction.
+    let mut small = 0;
     loop {
-        let n = splice_in(from, &pipe)
-            .await
-            .map_err(|e| side.read_error(e))?;
+        let n = if splicing {
+            let pipe = match &pipe {
+                Some(pipe) => pipe,
+                None => pipe.insert(Pipe::new().map_err(CopyError::Pipe)?),
+            };
+            let n = splice_in(from, pipe)
+                .await
+                .map_err(|e| side.read_error(e))?;
+            if n > 0 {
+                side.moved(n);
+                splice_out(pipe, to, n)
+                    .await
+                    .map_err(|e| side.write_error(e))?;
+            }
+            if mode == CopyMode::Adaptive {
+                small = if n < SMALL_SPLICE { small + 1 } else { 0 };
+                // The bulk part is over (a big reply was followed by small
+                // exchanges): back to the cheaper read/write. The pipe is
+                // empty and kept for the next burst.
+                splicing = small < SMALL_SPLICES_TO_SWITCH_BACK;
+            }
+            n
+        } else {
+            if buf.is_empty() {
+                buf = vec![0u8; BUFFER_SIZE];
+            }
+            let n = read(from, &mut buf).await.map_err(|e| side.read_error(e))?;
+            if n > 0 {
+                side.moved(n);
+                write_all(to, &buf[..n])
+                    .await
+                    .map_err(|e| side.write_error(e))?;
+            }
+            if mode == CopyMode::Adaptive && n == buf.len() {
+                splicing = true;
+                small = 0;
+            }
+            n
+        };
         if n == 0 {
             half_close(to);
             return Ok(total);
         }
-        side.moved(n);
-        splice_out(&pipe, to, n)
-            .await
-            .map_err(|e| side.write_error(e))?;
         total += n as u64;
     }
 }
@@ -269,3 +291,7 @@ async fn splice_out(pipe: &Pipe, to: &TcpStream, mut left: usize) -> io::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;
