@@ -215,3 +215,22 @@ async fn least_connections_sees_open_tunnels() {
     assert_eq!(tcp.upstream(0, UpstreamCounter::Active), 3);
     assert_eq!(tcp.upstream(1, UpstreamCounter::Active), 3);
 }
+
+#[tokio::test]
+async fn stopping_sluice_ends_open_tunnels_and_accepts_no_more() {
+    let echo = echo_server().await;
+    let tcp = Tcp::start_with("drain_timeout: 1s\n", &[echo], "", "");
+    let addr = tcp.addr();
+    let mut open = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(round_trip(&mut open, b"before").await, b"before");
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || tcp.stop())
+        .await
+        .unwrap();
+    assert!(
+        closed_by_peer(&mut open).await,
+        "tunnel outlived the worker"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}

@@ -23,8 +23,13 @@ pub struct Tcp {
 
 impl Tcp {
     pub fn start(upstreams: &[SocketAddr], listener: &str, defaults: &str) -> Tcp {
+        Tcp::start_with("", upstreams, listener, defaults)
+    }
+
+    /// Like [`Tcp::start`], with top-level keys (`drain_timeout: 1s\n`) too.
+    pub fn start_with(top: &str, upstreams: &[SocketAddr], listener: &str, defaults: &str) -> Tcp {
         let mut yaml =
-            format!("defaults:\n  health_check: {{ kind: none }}\n{defaults}upstreams:\n");
+            format!("{top}defaults:\n  health_check: {{ kind: none }}\n{defaults}upstreams:\n");
         for (i, addr) in upstreams.iter().enumerate() {
             yaml.push_str(&format!("  - id: u{i}\n    address: {addr}\n"));
         }
@@ -42,6 +47,11 @@ impl Tcp {
             instance: Instance::start(&config).unwrap(),
             _dir: dir,
         }
+    }
+
+    /// Stops sluice (stop accepting, drain, end the worker); blocks.
+    pub fn stop(self) {
+        self.instance.stop();
     }
 
     pub fn addr(&self) -> SocketAddr {
