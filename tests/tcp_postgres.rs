@@ -9,7 +9,7 @@
 mod tcp_support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use sluice::counters::{ListenerCounter, UpstreamCounter};
@@ -164,8 +164,15 @@ impl Drop for Cluster {
     }
 }
 
-fn pgbench(port: u16, args: &[&str]) -> Output {
-    Command::new(Path::new("pgbench"))
+/// `pgbench` against sluice on `port`: the one next to initdb, else PATH's.
+fn pgbench(cluster: &Cluster, port: u16, args: &[&str]) -> Output {
+    let beside = cluster.bin.join("pgbench");
+    let program = if beside.exists() {
+        beside
+    } else {
+        PathBuf::from("pgbench")
+    };
+    Command::new(program)
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
         .args(args)
         .arg("postgres")
@@ -222,13 +229,13 @@ async fn postgres_through_sluice() {
     drop(client);
     connection.await.unwrap().unwrap();
 
-    let init = pgbench(port, &["-i", "-s", "1", "-q"]);
+    let init = pgbench(&cluster, port, &["-i", "-s", "1", "-q"]);
     assert!(
         init.status.success(),
         "{}",
         command_line(&init, "pgbench -i")
     );
-    let run = pgbench(port, &["-S", "-T", "3", "-c", "4", "-j", "2"]);
+    let run = pgbench(&cluster, port, &["-S", "-T", "3", "-c", "4", "-j", "2"]);
     let report = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(run.status.success(), "{}", command_line(&run, "pgbench -S"));
     let processed = report
