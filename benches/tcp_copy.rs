@@ -115,8 +115,8 @@ fn tunnel(
                             }
                             Pump::Ours(mode) => {
                                 let _ = copy::bidirectional(
-                                    &client,
-                                    &server,
+                                    &mut client,
+                                    &mut server,
                                     Duration::from_secs(60),
                                     mode,
                                     &|_, _| {},

@@ -22,8 +22,9 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 /// Buffer per direction for the read/write path. A read that fills it is
@@ -91,8 +92,8 @@ pub struct Totals {
 /// failed, or nothing moved for `idle`. `on_bytes` is called for every chunk
 /// moved, so counters stay live during long tunnels.
 pub async fn bidirectional(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
     idle: Duration,
     mode: CopyMode,
     on_bytes: &dyn Fn(Direction, u64),
@@ -103,8 +104,18 @@ pub async fn bidirectional(
         on_bytes,
         direction,
     };
-    let up = one_way(client, upstream, mode, side(Direction::ToUpstream));
-    let down = one_way(upstream, client, mode, side(Direction::ToClient));
+    // Split halves, not `&TcpStream`: their `poll_read`/`poll_write` take a
+    // short read or write as "drained" and skip the extra syscall that would
+    // only return EAGAIN, one per message on request/response traffic.
+    let (client_read, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let up = one_way(
+        client_read,
+        upstream_write,
+        mode,
+        side(Direction::ToUpstream),
+    );
+    let down = one_way(upstream_read, client_write, mode, side(Direction::ToClient));
     tokio::select! {
         result = async { tokio::try_join!(up, down) } => {
             result.map(|(to_upstream, to_client)| Totals { to_upstream, to_client })
@@ -154,8 +165,8 @@ impl Side<'_> {
 }
 
 async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
     mode: CopyMode,
     side: Side<'_>,
 ) -> Result<u64, CopyError> {
@@ -171,12 +182,12 @@ async fn one_way(
                 Some(pipe) => pipe,
                 None => pipe.insert(Pipe::new().map_err(CopyError::Pipe)?),
             };
-            let n = splice_in(from, pipe)
+            let n = splice_in(from.as_ref(), pipe)
                 .await
                 .map_err(|e| side.read_error(e))?;
             if n > 0 {
                 side.moved(n);
-                splice_out(pipe, to, n)
+                splice_out(pipe, to.as_ref(), n)
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
@@ -192,10 +203,10 @@ async fn one_way(
             if buf.is_empty() {
                 buf = vec![0u8; BUFFER_SIZE];
             }
-            let n = read(from, &mut buf).await.map_err(|e| side.read_error(e))?;
+            let n = from.read(&mut buf).await.map_err(|e| side.read_error(e))?;
             if n > 0 {
                 side.moved(n);
-                write_all(to, &buf[..n])
+                to.write_all(&buf[..n])
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
@@ -206,7 +217,7 @@ async fn one_way(
             n
         };
         if n == 0 {
-            half_close(to);
+            half_close(to.as_ref());
             return Ok(total);
         }
         total += n as u64;
@@ -217,16 +228,6 @@ async fn one_way(
 /// that is already gone makes this fail; the other direction reports that.
 fn half_close(socket: &TcpStream) {
     let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Write);
-}
-
-async fn read(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        from.readable().await?;
-        match from.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
 }
 
 /// Writes all of `buf` to `to`, waiting for room as needed.

@@ -21,8 +21,8 @@ async fn pair() -> (TcpStream, TcpStream) {
 #[tokio::test]
 async fn every_mode_moves_bulk_then_small_exchanges_exactly() {
     for mode in [CopyMode::Buffered, CopyMode::Splice, CopyMode::Adaptive] {
-        let (mut client, client_inner) = pair().await;
-        let (mut upstream, upstream_inner) = pair().await;
+        let (mut client, mut client_inner) = pair().await;
+        let (mut upstream, mut upstream_inner) = pair().await;
         let counted = RefCell::new(Totals::default());
         let on_bytes = |direction, n| {
             let mut counted = counted.borrow_mut();
@@ -32,8 +32,8 @@ async fn every_mode_moves_bulk_then_small_exchanges_exactly() {
             }
         };
         let pump = bidirectional(
-            &client_inner,
-            &upstream_inner,
+            &mut client_inner,
+            &mut upstream_inner,
             Duration::from_secs(10),
             mode,
             &on_bytes,
@@ -77,12 +77,12 @@ async fn every_mode_moves_bulk_then_small_exchanges_exactly() {
 
 #[tokio::test]
 async fn nothing_moving_for_the_idle_timeout_ends_the_tunnel() {
-    let (_client, client_inner) = pair().await;
-    let (_upstream, upstream_inner) = pair().await;
+    let (_client, mut client_inner) = pair().await;
+    let (_upstream, mut upstream_inner) = pair().await;
     let started = Instant::now();
     let result = bidirectional(
-        &client_inner,
-        &upstream_inner,
+        &mut client_inner,
+        &mut upstream_inner,
         Duration::from_millis(100),
         CopyMode::Adaptive,
         &|_, _| {},

@@ -123,7 +123,7 @@ async fn tunnel(
     row: &Row,
     runtime: &Runtime,
     index: usize,
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), TunnelError> {
     let listener = &runtime.listeners[index];
@@ -152,7 +152,7 @@ async fn tunnel(
         row.add_listener(listener.slot, ListenerCounter::ReceivedBytes, rest.1);
         early = rest.0;
     }
-    let (server, upstream) = connect(row, runtime, listener, route, source.ip()).await?;
+    let (mut server, upstream) = connect(row, runtime, listener, route, source.ip()).await?;
     let _active = ActiveGuard::new(row, upstream.slot);
     row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let mut first = match route.proxy_protocol {
@@ -183,8 +183,8 @@ async fn tunnel(
         }
     };
     copy::bidirectional(
-        &client,
-        &server,
+        &mut client,
+        &mut server,
         listener.settings.idle_timeout,
         CopyMode::default(),
         &on_bytes,
