@@ -82,8 +82,17 @@ impl Cluster {
     /// not installed.
     fn start() -> Option<Cluster> {
         let bin = postgres_bin()?;
-        let dir = tempfile::tempdir().unwrap();
         let as_postgres = rustix::process::geteuid().is_root();
+        // Under /tmp, not $TMPDIR: the `postgres` user must be able to reach
+        // it, and a root-only TMPDIR (/root/tmp) would not let it.
+        let dir = if as_postgres {
+            tempfile::Builder::new()
+                .prefix("sluice-pg-")
+                .tempdir_in("/tmp")
+                .unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
         if as_postgres {
             let user = Command::new("id")
                 .args(["-u", "postgres"])
