@@ -234,3 +234,54 @@ async fn stopping_sluice_ends_open_tunnels_and_accepts_no_more() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so
+/// connecting to it hangs (the test holds both until it ends).
+fn blackhole() -> (
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+    socket2::Socket,
+) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue; later connects hang (non-blocking so this never waits).
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let _ = filler.connect(&addr.into());
+        fillers.push(filler.into());
+    }
+    (addr, fillers, socket)
+}
+
+#[tokio::test]
+async fn a_connect_that_hangs_is_cut_at_connect_timeout_and_retried() {
+    let echo = echo_server().await;
+    let (hole, _fillers, _listener) = blackhole();
+    let tcp = Tcp::start(
+        &[hole, echo],
+        "",
+        "  connect_timeout: 300ms\n  retries: 1\n",
+    );
+    let mut slowest = Duration::ZERO;
+    for i in 0..4u8 {
+        let started = Instant::now();
+        let mut client = TcpStream::connect(tcp.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut client, &[i; 10]).await, [i; 10]);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(tcp.upstream(0, UpstreamCounter::ConnectErrors) >= 1);
+    assert!(slowest >= Duration::from_millis(300), "{slowest:?}");
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+}
