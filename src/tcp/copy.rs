@@ -201,6 +201,12 @@ async fn one_way(
             n
         } else {
             if buf.is_empty() {
+                // A pooled database connection may sit idle for hours: its
+                // buffer is taken only once there is something to read.
+                from.as_ref()
+                    .readable()
+                    .await
+                    .map_err(|e| side.read_error(e))?;
                 buf = vec![0u8; BUFFER_SIZE];
             }
             let n = from.read(&mut buf).await.map_err(|e| side.read_error(e))?;
