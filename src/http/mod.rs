@@ -93,16 +93,43 @@ impl Worker {
         }
     }
 
-    /// Counts a client connection (HTTP or TCP) as open, for draining.
-    pub fn opened(&self) {
+    /// Admits a client connection on listener `slot`: counts it as open
+    /// (for the gauges and for draining) until the guard drops, or refuses
+    /// it, counted, when `max` connections are open on that listener across
+    /// all workers.
+    pub fn admit(self: &Rc<Self>, slot: usize, max: u32) -> Option<Admitted> {
+        if self
+            .row
+            .region()
+            .listener_total(slot, ListenerCounter::ConnectionsActive)
+            >= u64::from(max)
+        {
+            self.row
+                .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+            return None;
+        }
         self.open.set(self.open.get() + 1);
+        Some(Admitted {
+            worker: Rc::clone(self),
+            _connection: ConnectionGuard::new(&self.row, slot),
+        })
     }
+}
 
-    /// Counts a client connection as closed.
-    pub fn closed(&self) {
-        self.open.set(self.open.get() - 1);
-        if self.open.get() == 0 {
-            self.drained.notify_waiters();
+/// An admitted client connection: open in the counters and for the drain
+/// until dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    worker: Rc<Worker>,
+    _connection: ConnectionGuard,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let open = self.worker.open.get() - 1;
+        self.worker.open.set(open);
+        if open == 0 {
+            self.worker.drained.notify_waiters();
         }
     }
 }
@@ -136,19 +163,11 @@ pub async fn serve(
             return;
         };
         let slot = config.slot;
-        if worker
-            .row
-            .listener(slot, ListenerCounter::ConnectionsActive)
-            >= u64::from(config.settings.max_connections)
-        {
-            worker
-                .row
-                .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
+        let Some(admitted) = worker.admit(slot, config.settings.max_connections) else {
             continue;
-        }
+        };
         let settings = config.settings;
         let _ = stream.set_nodelay(true);
-        let guard = ConnectionGuard::new(&worker.row, slot);
         let deadlines = Deadlines {
             idle: settings.idle_timeout,
             header: settings.header_timeout,
@@ -162,13 +181,11 @@ pub async fn serve(
             client,
             phase,
         });
-        worker.opened();
         let shutdown = shutdown.clone();
         let max_header_size = settings.max_header_size;
         tokio::task::spawn_local(async move {
-            serve_connection(io, Rc::clone(&conn), max_header_size, shutdown).await;
-            drop(guard);
-            conn.worker.closed();
+            serve_connection(io, conn, max_header_size, shutdown).await;
+            drop(admitted);
         });
     }
 }

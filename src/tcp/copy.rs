@@ -1,0 +1,304 @@
+//! Moving bytes both ways through a tunnel: backpressure, half-close,
+//! idle timeout, live byte counts, and a zero-copy path.
+//!
+//! Each direction is a loop that reads from one socket and writes all of it
+//! to the other before reading again, so a slow reader stops the fast
+//! writer (backpressure) and at most one buffer (or one pipe) per direction
+//! is in flight. End of stream on one side becomes `shutdown(SHUT_WR)` on
+//! the other (half-close), and the tunnel ends when both directions ended,
+//! when either fails, or when no byte moved for the idle timeout.
+//!
+//! Two ways to move the bytes: through a user-space buffer (`read` +
+//! `write`), or with `splice(2)` through a pipe, where the bytes stay in the
+//! kernel. [`CopyMode::Adaptive`], the default, starts with the buffer and
+//! switches a direction to splice once a read fills the whole buffer: bulk
+//! transfers then skip the copies into and out of user space, while small
+//! request/response exchanges keep the cheaper read/write (the numbers are
+//! in `benches/tcp_copy.rs` and the README).
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::pipe::{PipeFlags, SpliceFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::Instant;
+
+/// Buffer per direction for the read/write path. A read that fills it is
+/// the sign of a bulk transfer (see [`CopyMode::Adaptive`]).
+pub const BUFFER_SIZE: usize = 32 * 1024;
+/// Most bytes one `splice` call moves; the pipe is sized to match so one
+/// call can fill it.
+const PIPE_SIZE: usize = 256 * 1024;
+/// A splice smaller than this looks like request/response traffic...
+const SMALL_SPLICE: usize = 4 * 1024;
+/// ...and this many in a row send an adaptive direction back to read/write.
+const SMALL_SPLICES_TO_SWITCH_BACK: u32 = 8;
+
+/// How a tunnel moves bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CopyMode {
+    /// `read` into a user-space buffer, `write` it out.
+    Buffered,
+    /// `splice` from the socket into a pipe and from the pipe to the other
+    /// socket: no copy through user space.
+    Splice,
+    /// Buffered until a read fills the buffer, then splice until a run of
+    /// small transfers; per direction.
+    #[default]
+    Adaptive,
+}
+
+/// Which way bytes went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the upstream.
+    ToUpstream,
+    /// From the upstream to the client.
+    ToClient,
+}
+
+/// Why a tunnel ended other than both sides finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// No byte moved either way for the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// Reading from or writing to the client failed.
+    #[error("client: {0}")]
+    Client(io::Error),
+    /// Reading from or writing to the upstream failed.
+    #[error("upstream: {0}")]
+    Upstream(io::Error),
+    /// No pipe could be made for splice (out of descriptors).
+    #[error("cannot create a pipe: {0}")]
+    Pipe(io::Error),
+}
+
+/// Bytes moved each way by a tunnel that ended cleanly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Client to upstream.
+    pub to_upstream: u64,
+    /// Upstream to client.
+    pub to_client: u64,
+}
+
+/// Copies both ways between `client` and `upstream` until both directions
+/// reached end of stream (each end propagated as a half-close), either side
+/// failed, or nothing moved for `idle`. `on_bytes` is called for every chunk
+/// moved, so counters stay live during long tunnels.
+pub async fn bidirectional(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    idle: Duration,
+    mode: CopyMode,
+    on_bytes: &dyn Fn(Direction, u64),
+) -> Result<Totals, CopyError> {
+    let activity = Cell::new(Instant::now());
+    let side = |direction| Side {
+        activity: &activity,
+        on_bytes,
+        direction,
+    };
+    // Split halves, not `&TcpStream`: their `poll_read`/`poll_write` take a
+    // short read or write as "drained" and skip the extra syscall that would
+    // only return EAGAIN, one per message on request/response traffic.
+    let (client_read, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let up = one_way(
+        client_read,
+        upstream_write,
+        mode,
+        side(Direction::ToUpstream),
+    );
+    let down = one_way(upstream_read, client_write, mode, side(Direction::ToClient));
+    tokio::select! {
+        result = async { tokio::try_join!(up, down) } => {
+            result.map(|(to_upstream, to_client)| Totals { to_upstream, to_client })
+        }
+        () = idle_watch(&activity, idle) => Err(CopyError::Idle(idle)),
+    }
+}
+
+/// Returns once `activity` is `idle` in the past.
+async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
+    loop {
+        let deadline = activity.get() + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// One direction's bookkeeping.
+struct Side<'a> {
+    activity: &'a Cell<Instant>,
+    on_bytes: &'a dyn Fn(Direction, u64),
+    direction: Direction,
+}
+
+impl Side<'_> {
+    fn moved(&self, n: usize) {
+        self.activity.set(Instant::now());
+        (self.on_bytes)(self.direction, n as u64);
+    }
+
+    /// Attributes an error to the socket it happened on.
+    fn read_error(&self, error: io::Error) -> CopyError {
+        match self.direction {
+            Direction::ToUpstream => CopyError::Client(error),
+            Direction::ToClient => CopyError::Upstream(error),
+        }
+    }
+
+    fn write_error(&self, error: io::Error) -> CopyError {
+        match self.direction {
+            Direction::ToUpstream => CopyError::Upstream(error),
+            Direction::ToClient => CopyError::Client(error),
+        }
+    }
+}
+
+async fn one_way(
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
+    mode: CopyMode,
+    side: Side<'_>,
+) -> Result<u64, CopyError> {
+    let mut total = 0;
+    let mut buf = Vec::new();
+    let mut pipe = None;
+    let mut splicing = mode == CopyMode::Splice;
+    // Consecutive small splices seen by an adaptive direction.
+    let mut small = 0;
+    loop {
+        let n = if splicing {
+            let pipe = match &pipe {
+                Some(pipe) => pipe,
+                None => pipe.insert(Pipe::new().map_err(CopyError::Pipe)?),
+            };
+            let n = splice_in(from.as_ref(), pipe)
+                .await
+                .map_err(|e| side.read_error(e))?;
+            if n > 0 {
+                side.moved(n);
+                splice_out(pipe, to.as_ref(), n)
+                    .await
+                    .map_err(|e| side.write_error(e))?;
+            }
+            if mode == CopyMode::Adaptive {
+                small = if n < SMALL_SPLICE { small + 1 } else { 0 };
+                // The bulk part is over (a big reply was followed by small
+                // exchanges): back to the cheaper read/write. The pipe is
+                // empty and kept for the next burst.
+                splicing = small < SMALL_SPLICES_TO_SWITCH_BACK;
+            }
+            n
+        } else {
+            if buf.is_empty() {
+                // A pooled database connection may sit idle for hours: its
+                // buffer is taken only once there is something to read.
+                from.as_ref()
+                    .readable()
+                    .await
+                    .map_err(|e| side.read_error(e))?;
+                buf = vec![0u8; BUFFER_SIZE];
+            }
+            let n = from.read(&mut buf).await.map_err(|e| side.read_error(e))?;
+            if n > 0 {
+                side.moved(n);
+                to.write_all(&buf[..n])
+                    .await
+                    .map_err(|e| side.write_error(e))?;
+            }
+            if mode == CopyMode::Adaptive && n == buf.len() {
+                splicing = true;
+                small = 0;
+            }
+            n
+        };
+        if n == 0 {
+            half_close(to.as_ref());
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Ends our write side of `socket` so its peer reads end of stream. A peer
+/// that is already gone makes this fail; the other direction reports that.
+fn half_close(socket: &TcpStream) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Write);
+}
+
+/// Writes all of `buf` to `to`, waiting for room as needed.
+pub(crate) async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        to.writable().await?;
+        match to.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A pipe for one direction's splices. It is always drained before the
+/// next read, so a splice into it never finds it full.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        // A bigger pipe moves more per call; the default (64 KiB) still
+        // works when the limit (/proc/sys/fs/pipe-max-size) forbids it.
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
+        Ok(Pipe { read, write })
+    }
+}
+
+const SPLICE_FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
+
+async fn splice_in(from: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        let result = from.try_io(Interest::READABLE, || {
+            rustix::pipe::splice(from, None, &pipe.write, None, PIPE_SIZE, SPLICE_FLAGS)
+                .map_err(io::Error::from)
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+async fn splice_out(pipe: &Pipe, to: &TcpStream, mut left: usize) -> io::Result<()> {
+    while left > 0 {
+        to.writable().await?;
+        let result = to.try_io(Interest::WRITABLE, || {
+            rustix::pipe::splice(&pipe.read, None, to, None, left, SPLICE_FLAGS)
+                .map_err(io::Error::from)
+        });
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

@@ -1,0 +1,93 @@
+use std::cell::RefCell;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// A connected pair: (the side a test drives, the side the pump owns).
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outer = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (inner, _) = listener.accept().await.unwrap();
+    (outer, inner)
+}
+
+/// Bulk then small exchanges then half-closes, in every mode: the adaptive
+/// pump switches to splice for the bulk part and back for the small one,
+/// and no byte is lost or reordered on either switch.
+#[tokio::test]
+async fn every_mode_moves_bulk_then_small_exchanges_exactly() {
+    for mode in [CopyMode::Buffered, CopyMode::Splice, CopyMode::Adaptive] {
+        let (mut client, mut client_inner) = pair().await;
+        let (mut upstream, mut upstream_inner) = pair().await;
+        let counted = RefCell::new(Totals::default());
+        let on_bytes = |direction, n| {
+            let mut counted = counted.borrow_mut();
+            match direction {
+                Direction::ToUpstream => counted.to_upstream += n,
+                Direction::ToClient => counted.to_client += n,
+            }
+        };
+        let pump = bidirectional(
+            &mut client_inner,
+            &mut upstream_inner,
+            Duration::from_secs(10),
+            mode,
+            &on_bytes,
+        );
+        let bulk: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+        let drive = async {
+            client.write_all(&bulk).await.unwrap();
+            let mut got = vec![0u8; bulk.len()];
+            upstream.read_exact(&mut got).await.unwrap();
+            assert!(got == bulk, "{mode:?}: bulk changed");
+            for i in 0..50u8 {
+                client.write_all(&[i; 10]).await.unwrap();
+                let mut request = [0u8; 10];
+                upstream.read_exact(&mut request).await.unwrap();
+                assert_eq!(request, [i; 10]);
+                upstream.write_all(&[i; 20]).await.unwrap();
+                let mut reply = [0u8; 20];
+                client.read_exact(&mut reply).await.unwrap();
+                assert_eq!(reply, [i; 20]);
+            }
+            client.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            upstream.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            upstream.write_all(b"last words").await.unwrap();
+            upstream.shutdown().await.unwrap();
+            let mut last = Vec::new();
+            client.read_to_end(&mut last).await.unwrap();
+            assert_eq!(last, b"last words");
+        };
+        let (totals, ()) = tokio::join!(pump, drive);
+        let totals = totals.unwrap();
+        let expected = Totals {
+            to_upstream: bulk.len() as u64 + 500,
+            to_client: 1000 + 10,
+        };
+        assert_eq!(totals, expected, "{mode:?}");
+        assert_eq!(*counted.borrow(), expected, "{mode:?}: live counts");
+    }
+}
+
+#[tokio::test]
+async fn nothing_moving_for_the_idle_timeout_ends_the_tunnel() {
+    let (_client, mut client_inner) = pair().await;
+    let (_upstream, mut upstream_inner) = pair().await;
+    let started = Instant::now();
+    let result = bidirectional(
+        &mut client_inner,
+        &mut upstream_inner,
+        Duration::from_millis(100),
+        CopyMode::Adaptive,
+        &|_, _| {},
+    )
+    .await;
+    assert!(matches!(result, Err(CopyError::Idle(_))), "{result:?}");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+}
