@@ -31,7 +31,7 @@ pub struct Instance {
     pub region: Arc<Region>,
     /// Bound address of the admin endpoint, if the config has one.
     pub admin: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     thread: Option<JoinHandle<()>>,
     /// The one health checker (outside every worker); stopped after them.
     health: Option<HealthHandle>,
@@ -76,7 +76,7 @@ impl Instance {
             None => None,
         };
         let row = region.worker_row(0);
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(Stop::Running);
         let drain_timeout = config.drain_timeout;
         let thread = std::thread::Builder::new()
             .name("sluice-worker".into())
@@ -99,11 +99,11 @@ impl Instance {
     /// Stops accepting, lets open connections finish (up to the drain
     /// timeout) and waits for the worker to end.
     pub fn stop(mut self) {
-        self.shutdown();
+        self.shutdown(Stop::Drain);
     }
 
-    fn shutdown(&mut self) {
-        let _ = self.stop.send(true);
+    fn shutdown(&mut self, how: Stop) {
+        let _ = self.stop.send(how);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -113,10 +113,22 @@ impl Instance {
     }
 }
 
+/// Dropping an instance stops it at once: open connections are cut
+/// (`stop()` drains them).
 impl Drop for Instance {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(Stop::Now);
     }
+}
+
+/// How the in-process worker is asked to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Stop accepting and let open connections finish (drain).
+    Drain,
+    /// End now, cutting open connections.
+    Now,
 }
 
 /// What the in-process admin endpoint renders from (one worker, which
@@ -152,7 +164,7 @@ fn serve(
     row: Row,
     sockets: Vec<(String, std::net::TcpListener)>,
     admin: Option<(SocketAddr, std::net::TcpListener, AdminState)>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<Stop>,
     drain_timeout: Duration,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -169,7 +181,7 @@ fn serve(
     local.block_on(&rt, async move {
         let worker = Worker::new(row, Arc::clone(&runtime));
         let mut listeners = ListenerSet::default();
-        listeners.apply(&worker, &runtime, sockets);
+        listeners.apply(&worker, &runtime, sockets).closed().await;
         let _admin = admin.and_then(|(configured, socket, state)| {
             let state = Rc::new(state);
             let renderer: Renderer = Rc::new(move |page| {
@@ -180,12 +192,21 @@ fn serve(
                 .inspect_err(|error| tracing::error!(%error, "cannot serve the admin endpoint"))
                 .ok()
         });
-        let _ = stopped.wait_for(|stop| *stop).await;
-        listeners.stop_all();
-        if tokio::time::timeout(drain_timeout, worker.drained())
+        let how = stopped
+            .wait_for(|stop| *stop != Stop::Running)
             .await
-            .is_err()
-        {
+            .map_or(Stop::Now, |how| *how);
+        listeners.stop_all().closed().await;
+        if how == Stop::Now {
+            return;
+        }
+        let drained = async {
+            tokio::select! {
+                () = worker.drained() => {}
+                _ = stopped.wait_for(|stop| *stop == Stop::Now) => {}
+            }
+        };
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     });

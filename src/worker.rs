@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::channel::{Channel, ChannelError, ConfigMessage, Message};
 use crate::counters::Region;
@@ -43,6 +43,24 @@ struct Running {
     address: SocketAddr,
     http: bool,
     stop: watch::Sender<bool>,
+    /// Resolves once the accept loop has ended and closed its socket.
+    closed: oneshot::Receiver<()>,
+}
+
+/// Accept loops told to stop; [`Stopping::closed`] resolves once none of
+/// them holds its listening socket any more.
+#[derive(Debug, Default)]
+#[must_use = "wait for the stopped listeners to close before reporting a reload as applied"]
+pub struct Stopping(Vec<oneshot::Receiver<()>>);
+
+impl Stopping {
+    /// Waits until every stopped accept loop has closed its socket, so a
+    /// removed listener refuses connections from then on.
+    pub async fn closed(self) {
+        for closed in self.0 {
+            let _ = closed.await;
+        }
+    }
 }
 
 impl ListenerSet {
@@ -54,7 +72,8 @@ impl ListenerSet {
         worker: &Rc<Worker>,
         runtime: &Runtime,
         sockets: Vec<(String, std::net::TcpListener)>,
-    ) {
+    ) -> Stopping {
+        let mut stopping = Stopping::default();
         let mut wanted = HashMap::new();
         for (name, socket) in sockets {
             let Some(index) = runtime.listener_index(&name) else {
@@ -76,56 +95,84 @@ impl ListenerSet {
                 continue;
             }
             if let Some(old) = self.running.remove(&name) {
-                let _ = old.stop.send(true);
+                stopping.0.push(old.stop());
             }
             match start(worker, &name, socket, http) {
-                Ok(stop) => {
+                Ok(running) => {
                     self.running.insert(
                         name,
                         Running {
                             address,
                             http,
-                            stop,
+                            ..running
                         },
                     );
                 }
                 Err(error) => tracing::error!(listener = %name, %error, "cannot serve listener"),
             }
         }
-        self.running.retain(|name, running| {
-            let keep = wanted.contains_key(name);
-            if !keep {
-                let _ = running.stop.send(true);
+        for name in self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            if let Some(removed) = self.running.remove(&name) {
+                stopping.0.push(removed.stop());
             }
-            keep
-        });
+        }
+        stopping
     }
 
     /// Stops every accept loop; open connections are told to finish.
-    pub fn stop_all(&mut self) {
-        for (_, running) in self.running.drain() {
-            let _ = running.stop.send(true);
-        }
+    pub fn stop_all(&mut self) -> Stopping {
+        Stopping(
+            self.running
+                .drain()
+                .map(|(_, running)| running.stop())
+                .collect(),
+        )
     }
 }
 
+impl Running {
+    /// Tells the accept loop (and its connections) to stop.
+    fn stop(self) -> oneshot::Receiver<()> {
+        let _ = self.stop.send(true);
+        self.closed
+    }
+}
+
+/// Starts the accept loop of one listener.
 fn start(
     worker: &Rc<Worker>,
     name: &str,
     socket: std::net::TcpListener,
     http: bool,
-) -> std::io::Result<watch::Sender<bool>> {
+) -> std::io::Result<Running> {
     socket.set_nonblocking(true)?;
+    let address = socket.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(socket)?;
     let (stop, stopped) = watch::channel(false);
+    let (closed_tx, closed) = oneshot::channel();
     let name: Rc<str> = Rc::from(name);
     let worker = Rc::clone(worker);
-    if http {
-        tokio::task::spawn_local(crate::http::serve(listener, worker, name, stopped));
-    } else {
-        tokio::task::spawn_local(crate::tcp::serve(listener, worker, name, stopped));
-    }
-    Ok(stop)
+    tokio::task::spawn_local(async move {
+        if http {
+            crate::http::serve(listener, worker, name, stopped).await;
+        } else {
+            crate::tcp::serve(listener, worker, name, stopped).await;
+        }
+        // The loop's future, and with it the listening socket, is gone.
+        let _ = closed_tx.send(());
+    });
+    Ok(Running {
+        address,
+        http,
+        stop,
+        closed,
+    })
 }
 
 /// A config generation ready to switch to.
@@ -219,7 +266,7 @@ async fn serve_supervised(
     let runtime = Arc::new(runtime);
     let worker = Worker::new(region.worker_row(index), Arc::clone(&runtime));
     let mut listeners = ListenerSet::default();
-    listeners.apply(&worker, &runtime, sockets);
+    listeners.apply(&worker, &runtime, sockets).closed().await;
     channel.send(&Message::Applied(generation)).await?;
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -235,7 +282,7 @@ async fn serve_supervised(
                         Ok(Generation { runtime, sockets, drain_timeout: drain }) => {
                             let runtime = Arc::new(runtime);
                             worker.runtime.store(Arc::clone(&runtime));
-                            listeners.apply(&worker, &runtime, sockets);
+                            listeners.apply(&worker, &runtime, sockets).closed().await;
                             drain_timeout = drain;
                             channel.send(&Message::Applied(generation)).await?;
                         }
@@ -256,7 +303,7 @@ async fn serve_supervised(
             _ = quit.recv() => std::process::exit(0),
         }
     }
-    listeners.stop_all();
+    listeners.stop_all().closed().await;
     let drained = async {
         tokio::select! {
             () = worker.drained() => {}

@@ -172,3 +172,51 @@ async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
     assert_eq!(gen_seen(&backend, "/after-taken"), "1");
     assert!(sluice.status().contains("reloads ok 0 failed 2"));
 }
+
+#[tokio::test]
+async fn a_removed_listener_stops_accepting_and_its_tunnels_end_at_drain_timeout() {
+    let backend = Backend::start("app").await;
+    let echo = echo_server().await;
+    let with_drain = |generation| {
+        config(&backend, echo, generation).replace("drain_timeout: 5s", "drain_timeout: 1s")
+    };
+    let sluice = Supervisor::run(&with_drain(1));
+    let tunnel_addr = sluice.addr("tunnel");
+    let mut tunnel = tokio::net::TcpStream::connect(tunnel_addr).await.unwrap();
+    let mut buf = [0u8; 4];
+    tunnel.write_all(b"ping").await.unwrap();
+    tunnel.read_exact(&mut buf).await.unwrap();
+
+    let without_tunnel = with_drain(2);
+    let cut = without_tunnel.find("  - name: tunnel").unwrap();
+    sluice.rewrite(&without_tunnel[..cut]);
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("- listener tunnel"));
+    let removed_at = std::time::Instant::now();
+    assert!(
+        tokio::net::TcpStream::connect(tunnel_addr).await.is_err(),
+        "a removed listener still accepts"
+    );
+
+    tunnel.write_all(b"pong").await.unwrap();
+    tunnel.read_exact(&mut buf).await.unwrap();
+    assert_eq!(
+        &buf, b"pong",
+        "an open tunnel keeps working during the drain"
+    );
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tunnel.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "tunnel not closed: {closed:?}"
+    );
+    assert!(
+        removed_at.elapsed() >= std::time::Duration::from_millis(900),
+        "cut before drain_timeout"
+    );
+}

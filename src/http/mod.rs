@@ -180,22 +180,24 @@ pub async fn serve(
             accepted_under: runtime,
             client,
             phase,
+            admitted,
+            shutdown: shutdown.clone(),
         });
-        let shutdown = shutdown.clone();
         let max_header_size = settings.max_header_size;
-        tokio::task::spawn_local(async move {
-            serve_connection(io, conn, max_header_size, shutdown).await;
-            drop(admitted);
-        });
+        tokio::task::spawn_local(serve_connection(io, conn, max_header_size));
     }
 }
 
-async fn serve_connection(
-    io: ClientIo,
-    conn: Rc<ConnContext>,
-    max_header_size: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Resolves `drain` after `shutdown` turned true (or its sender is gone):
+/// the moment connections of a stopped listener are cut.
+pub async fn drain_deadline(mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tokio::time::sleep(drain).await;
+}
+
+async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: usize) {
+    let mut shutdown = conn.shutdown.clone();
+    let drain = conn.accepted_under.drain_timeout;
     let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -209,7 +211,13 @@ async fn serve_connection(
         result = connection.as_mut() => result,
         _ = shutdown.wait_for(|stop| *stop) => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(drain, connection).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::debug!("connection cut at drain_timeout");
+                    return;
+                }
+            }
         }
     };
     if let Err(error) = result {

@@ -48,6 +48,11 @@ pub struct ConnContext {
     pub client: SocketAddr,
     /// The connection's phase (deadlines).
     pub phase: SharedPhase,
+    /// Counts the connection as open while anything (also an upgraded
+    /// tunnel) holds this context.
+    pub admitted: super::Admitted,
+    /// Turns true when the listener stops (reload or stop).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where a request's outcome is counted: the route it took (with the
@@ -121,7 +126,7 @@ pub async fn handle(
 }
 
 async fn route_and_serve(
-    conn: &ConnContext,
+    conn: &Rc<ConnContext>,
     runtime: &Runtime,
     index: usize,
     req: Request<Incoming>,
@@ -170,7 +175,7 @@ struct Target<'a> {
 }
 
 async fn proxy(
-    conn: &ConnContext,
+    conn: &Rc<ConnContext>,
     target: &Target<'_>,
     host: Option<&str>,
     req: Request<Incoming>,
@@ -314,7 +319,7 @@ async fn proxy(
             }
         };
         if let Some(response) = sent {
-            return Ok(finish(response, client_upgrade));
+            return Ok(finish(response, client_upgrade, conn));
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
@@ -411,6 +416,7 @@ async fn send(
 fn finish(
     mut response: Response<ResponseBody>,
     client_upgrade: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+    conn: &Rc<ConnContext>,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     forwarding::to_client(response.headers_mut(), switching);
@@ -426,7 +432,7 @@ fn finish(
             return ProxyError::UpstreamFailed.response();
         }
         let upstream = hyper::upgrade::on(&mut response);
-        tokio::task::spawn_local(super::tunnel::splice(client, upstream));
+        tokio::task::spawn_local(super::tunnel::splice(client, upstream, Rc::clone(conn)));
     }
     response
 }

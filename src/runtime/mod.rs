@@ -29,6 +29,8 @@ use slots::{SlotIndex, Slots};
 pub struct Runtime {
     /// The slot assignment this generation was compiled with.
     pub slots: Slots,
+    /// How long connections of a stopped or removed listener may finish.
+    pub drain_timeout: std::time::Duration,
     /// Every upstream; index = counter slot.
     pub upstreams: Vec<Upstream>,
     /// Every listener; index = counter slot.
@@ -224,6 +226,7 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
         .collect::<Result<_, CompileError>>()?;
     Ok(Runtime {
         slots: slots.clone(),
+        drain_timeout: config.drain_timeout,
         upstreams,
         listeners,
     })

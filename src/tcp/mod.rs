@@ -89,9 +89,15 @@ pub async fn serve(
             continue;
         };
         let row = worker.row.clone();
+        let stopped = crate::http::drain_deadline(shutdown.clone(), runtime.drain_timeout);
         tokio::task::spawn_local(async move {
-            if let Err(error) = tunnel(&row, &runtime, index, stream, client).await {
-                tracing::debug!(%client, %error, "tunnel ended");
+            tokio::select! {
+                ended = tunnel(&row, &runtime, index, stream, client) => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%client, %error, "tunnel ended");
+                    }
+                }
+                () = stopped => tracing::debug!(%client, "tunnel cut at drain_timeout"),
             }
             drop(admitted);
         });
