@@ -96,10 +96,13 @@ pub enum UpstreamCounter {
     SentBytes,
     /// Bytes received from the upstream.
     ReceivedBytes,
+    /// Connections the upstream reset or closed before a response: with
+    /// connect errors, what passive health detection counts.
+    Resets,
 }
 
 /// Number of [`UpstreamCounter`] kinds.
-const UPSTREAM_FIELDS: usize = 5;
+const UPSTREAM_FIELDS: usize = 6;
 
 /// Rows before the first worker row: health, retired.
 const FIXED_ROWS: usize = 2;

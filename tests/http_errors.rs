@@ -359,3 +359,37 @@ async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream
         "a POST that hit the resetting upstream is not replayed: {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_on_live_traffic_mark_an_upstream_down_before_its_next_probe() {
+    let live = Backend::start("live").await;
+    let reset = resets_every_request().await;
+    let yaml = format!(
+        "upstreams:\n  - id: reset\n    address: {reset}\n    health_check: {{ kind: tcp, interval: 1h, timeout: 1s, rise: 1, fall: 2 }}\n  - id: live\n    address: {}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [reset, live]\n",
+        live.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    assert!(
+        proxy.instance.region.is_up(0),
+        "the tcp check passes: the port accepts"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while proxy.instance.region.is_up(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "resets never marked the upstream down"
+        );
+        let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert_eq!(status_of(&response), 200, "{response}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served = live.seen().len();
+    for _ in 0..5 {
+        raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    }
+    assert_eq!(
+        live.seen().len(),
+        served + 5,
+        "a down upstream gets no traffic"
+    );
+}

@@ -248,3 +248,29 @@ async fn a_hung_worker_is_killed_and_replaced_by_the_watchdog() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn four_workers_mean_one_prober_not_four() {
+    let backend = Backend::start("app").await;
+    let yaml = format!(
+        "workers: 4\nupstreams:\n  - id: app\n    address: {}\n    health_check: {{ kind: http, path: /healthz, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+        backend.addr
+    );
+    let sluice = Supervisor::run(&yaml);
+    assert_eq!(sluice.workers().len(), 4);
+    let probes = || {
+        backend
+            .seen()
+            .iter()
+            .filter(|s| s.uri == "/healthz")
+            .count()
+    };
+    let before = probes();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let per_interval = (probes() - before) as f64 / (started.elapsed().as_millis() as f64 / 200.0);
+    assert!(
+        (0.7..=1.5).contains(&per_interval),
+        "{per_interval:.2} probes per interval with 4 workers"
+    );
+}

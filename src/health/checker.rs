@@ -280,7 +280,7 @@ struct Tracker {
     target: Target,
     thresholds: Thresholds,
     /// Live connect-error total at the last passive poll.
-    connect_errors: u64,
+    live_failures_seen: u64,
     /// Its first check has not finished yet.
     first_pending: bool,
 }
@@ -336,9 +336,7 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
                 {
                     let mut tracker = entry.tracker.borrow_mut();
                     if tracker.target.slot != target.slot {
-                        tracker.connect_errors = shared
-                            .region
-                            .upstream_total(target.slot, UpstreamCounter::ConnectErrors);
+                        tracker.live_failures_seen = live_failures(&shared.region, target.slot);
                     }
                     let check = &target.probe.check;
                     tracker
@@ -368,9 +366,7 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
             None => {
                 let check = &target.probe.check;
                 let tracker = Rc::new(RefCell::new(Tracker {
-                    connect_errors: shared
-                        .region
-                        .upstream_total(target.slot, UpstreamCounter::ConnectErrors),
+                    live_failures_seen: live_failures(&shared.region, target.slot),
                     thresholds: if checked {
                         Thresholds::new(check.rise.get(), check.fall.get())
                     } else {
@@ -481,20 +477,27 @@ async fn passive_loop(shared: Rc<Shared>) {
         for entry in entries.values() {
             let mut tracker = entry.tracker.borrow_mut();
             let slot = tracker.target.slot;
-            let total = shared
-                .region
-                .upstream_total(slot, UpstreamCounter::ConnectErrors);
-            let new = total.saturating_sub(tracker.connect_errors);
-            tracker.connect_errors = total;
+            let total = live_failures(&shared.region, slot);
+            let new = total.saturating_sub(tracker.live_failures_seen);
+            tracker.live_failures_seen = total;
             if new == 0 || !tracker.target.checked() {
                 continue;
             }
             let new = u32::try_from(new).unwrap_or(u32::MAX);
             let counted = tracker.thresholds.failures().saturating_add(new);
             if let Some(transition) = tracker.thresholds.record_passive(new) {
-                let reason = format!("{counted} failed connects on live traffic");
+                let reason =
+                    format!("{counted} failures on live traffic (failed connects, resets)");
                 change(&shared, &tracker.target, transition, &reason);
             }
         }
     }
+}
+
+/// Failures on live traffic so far (failed connects and connections reset
+/// before a response, summed over workers): each new one counts toward
+/// `fall`.
+fn live_failures(region: &Region, slot: usize) -> u64 {
+    region.upstream_total(slot, UpstreamCounter::ConnectErrors)
+        + region.upstream_total(slot, UpstreamCounter::Resets)
 }

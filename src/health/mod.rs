@@ -12,7 +12,7 @@
 //! - [`state`]: the rise/fall state machine, including the first-check rule
 //!   (the first result decides at once; unchecked reads as down).
 //! - [`checker`]: scheduling (interval with up to 10% jitter, timeout), the
-//!   passive poller that counts failed connects on live traffic toward
+//!   passive poller that counts failed connects and resets on live traffic toward
 //!   `fall`, reloads, first-round waiting, one log line per state change.
 
 pub mod checker;

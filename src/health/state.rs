@@ -8,7 +8,7 @@
 //!   (`rise`/`fall` do not apply to the very first result).
 //! - Up: `fall` consecutive failures make it down; a pass resets the count.
 //! - Down: `rise` consecutive passes make it up; a failure resets the count.
-//! - Passive failures (failed connects on live traffic) count toward `fall`
+//! - Passive failures (failed connects and resets on live traffic) count toward `fall`
 //!   like active failures, several at a time; they never bring an upstream
 //!   up, and while it is down they reset the `rise` count.
 

@@ -405,6 +405,13 @@ async fn send(
             Some(request) => Attempt::Unsent(request.into_body(), reused),
             None => {
                 tracing::debug!(upstream = %upstream.id, error = %error.into_error(), "upstream failed before responding");
+                if !reused {
+                    // A pooled connection closing as it is reused is the
+                    // keep-alive race, not the upstream failing.
+                    conn.worker
+                        .row
+                        .add_upstream(upstream.slot, UpstreamCounter::Resets, 1);
+                }
                 Attempt::Lost { reused }
             }
         },
