@@ -218,12 +218,7 @@ async fn workers_drop_to_the_configured_user() {
             .lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
     );
-    let response = client()
-        .get(format!("http://{}/", sluice.addr("web")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    sluice.assert_serves("web").await;
 }
 
 #[tokio::test]
@@ -241,12 +236,7 @@ async fn a_hung_worker_is_killed_and_replaced_by_the_watchdog() {
         sluice.wait_for(Duration::from_secs(2), || !alive(hung)),
         "hung worker still exists"
     );
-    let response = client()
-        .get(format!("http://{}/", sluice.addr("web")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    sluice.assert_serves("web").await;
 }
 
 #[tokio::test]

@@ -153,18 +153,7 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let open = Rc::new(Cell::new(0usize));
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped.changed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                crate::http::accept_failed(error).await;
-                continue;
-            }
-        };
+    while let Some((stream, _)) = crate::http::next_connection(&listener, &mut stopped).await {
         if open.get() >= MAX_CONNECTIONS {
             tracing::debug!("admin connection limit reached; closing a new connection");
             continue;

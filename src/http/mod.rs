@@ -143,18 +143,7 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let (stream, client) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                accept_failed(error).await;
-                continue;
-            }
-        };
+    while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
         let runtime = worker.runtime.load_full();
         let Some(config) = runtime
             .listener_index(&name)
@@ -225,9 +214,27 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
     }
 }
 
+/// The next accepted connection, or `None` once `shutdown` turned true.
+/// Failed accepts are retried (after a pause when descriptors or memory run
+/// out).
+pub async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(error) => accept_failed(error).await,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
+    }
+}
+
 /// Out of descriptors or memory: wait a little instead of spinning on the
 /// error while the queue stays full; other errors concern one connection.
-pub async fn accept_failed(error: std::io::Error) {
+async fn accept_failed(error: std::io::Error) {
     use rustix::io::Errno;
     let resource = error.raw_os_error().is_some_and(|code| {
         [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]

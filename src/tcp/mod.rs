@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::config::ProxyProtocolVersion;
 use crate::counters::{ActiveGuard, ListenerCounter, Row, UpstreamCounter};
 use crate::http::Worker;
-use crate::http::accept_failed;
+use crate::http::next_connection;
 use crate::http::upstream::connect_tcp;
 use crate::runtime::{Listener, ListenerKind, Runtime, TcpRoute, Upstream};
 use copy::{CopyError, CopyMode, Direction};
@@ -66,17 +66,7 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    accept_failed(error).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
+    while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
         let runtime = worker.runtime.load_full();
         let Some(index) = runtime.listener_index(&name) else {
             return;

@@ -114,6 +114,16 @@ impl Supervisor {
             .clone()
     }
 
+    /// Asserts that listener `name` answers `GET /` with 200.
+    pub async fn assert_serves(&self, name: &str) {
+        let response = super::client()
+            .get(format!("http://{}/", self.addr(name)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "listener {name} does not serve");
+    }
+
     /// Rewrites the config file (for reloads).
     pub fn rewrite(&self, yaml: &str) {
         std::fs::write(&self.config, yaml).unwrap();
