@@ -22,7 +22,7 @@ fn proxy(backends: &[&HealthBackend], check: &str) -> Instance {
     }
     let ids: Vec<&str> = backends.iter().map(|b| b.name).collect();
     yaml.push_str(&format!(
-        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [{}]\n",
+        "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    rules:\n      - path: /*\n        upstreams: [{}]\n",
         ids.join(", ")
     ));
     let config = sluice::config::parse(&yaml, Path::new("failover.yaml")).unwrap();
@@ -144,8 +144,7 @@ async fn a_backend_dying_under_load_costs_no_request_and_comes_back_after_rise()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_with_every_upstream_down_serves_in_panic_mode_until_one_recovers() {
-    // Three upstreams: with two, round-robin's panic pass always lands on
-    // the same one (its cursor moves twice per pick; see the report).
+    // Three upstreams, so "picks among all" is a real spread.
     let (a, b, c) = (
         HealthBackend::start("a").await,
         HealthBackend::start("b").await,
@@ -174,6 +173,16 @@ async fn a_pool_with_every_upstream_down_serves_in_panic_mode_until_one_recovers
         hits.iter().all(|&h| h > 0),
         "panic mode picks among all: {hits:?}"
     );
+    let admin = instance.admin.expect("the admin endpoint runs");
+    let panic_gauge = || async move {
+        let samples = common::metrics::samples(&common::metrics::scrape(admin).await);
+        common::metrics::value(
+            &samples,
+            "sluice_pool_panic",
+            &[("listener", "web"), ("rule", "/*")],
+        )
+    };
+    assert_eq!(panic_gauge().await, 1.0, "the metric shows panic mode");
 
     a.set_health(200);
     wait_for(Duration::from_secs(2), "a recovers", || region.is_up(0)).await;
@@ -187,6 +196,7 @@ async fn a_pool_with_every_upstream_down_serves_in_panic_mode_until_one_recovers
         b.hits.load(Ordering::SeqCst) + c.hits.load(Ordering::SeqCst),
         others
     );
+    assert_eq!(panic_gauge().await, 0.0, "recovery clears the metric");
     instance.stop();
 }
 
