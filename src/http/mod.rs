@@ -93,27 +93,46 @@ impl Worker {
         }
     }
 
-    /// Admits a client connection on listener `slot`: counts it as open
-    /// (for the gauges and for draining) until the guard drops, or refuses
-    /// it, counted, when `max` connections are open on that listener across
-    /// all workers.
-    pub fn admit(self: &Rc<Self>, slot: usize, max: u32) -> Option<Admitted> {
+    /// Admits a client connection on listener `name`: counts it as open
+    /// (for the gauges and for draining) until the returned guard drops.
+    /// Refuses it, counted, when `max_connections` connections are open on
+    /// that listener across all workers, or when a reload removed the
+    /// listener.
+    pub fn admit(self: &Rc<Self>, name: &str) -> Result<Admitted, Refusal> {
+        let runtime = self.runtime.load_full();
+        let index = runtime
+            .listener_index(name)
+            .ok_or(Refusal::ListenerRemoved)?;
+        let listener = &runtime.listeners[index];
+        let slot = listener.slot;
         if self
             .row
             .region()
             .listener_total(slot, ListenerCounter::ConnectionsActive)
-            >= u64::from(max)
+            >= u64::from(listener.settings.max_connections)
         {
             self.row
                 .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
-            return None;
+            return Err(Refusal::Full);
         }
         self.open.set(self.open.get() + 1);
-        Some(Admitted {
+        let connection = ConnectionGuard::new(&self.row, slot);
+        Ok(Admitted {
             worker: Rc::clone(self),
-            _connection: ConnectionGuard::new(&self.row, slot),
+            _connection: connection,
+            runtime,
+            index,
         })
     }
+}
+
+/// Why an accepted connection was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_connections` are open on the listener.
+    Full,
+    /// A reload removed the listener (its accept loop ends).
+    ListenerRemoved,
 }
 
 /// An admitted client connection: open in the counters and for the drain
@@ -122,6 +141,10 @@ impl Worker {
 pub struct Admitted {
     worker: Rc<Worker>,
     _connection: ConnectionGuard,
+    /// The config generation the connection was admitted under.
+    pub runtime: Arc<Runtime>,
+    /// Its listener's index in that generation.
+    pub index: usize,
 }
 
 impl Drop for Admitted {
@@ -144,18 +167,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
-        let runtime = worker.runtime.load_full();
-        let Some(config) = runtime
-            .listener_index(&name)
-            .map(|index| &runtime.listeners[index])
-        else {
-            return;
+        let admitted = match worker.admit(&name) {
+            Ok(admitted) => admitted,
+            Err(Refusal::Full) => continue,
+            Err(Refusal::ListenerRemoved) => return,
         };
-        let slot = config.slot;
-        let Some(admitted) = worker.admit(slot, config.settings.max_connections) else {
-            continue;
-        };
-        let settings = config.settings;
+        let config = &admitted.runtime.listeners[admitted.index];
+        let (slot, settings) = (config.slot, config.settings);
         let _ = stream.set_nodelay(true);
         let deadlines = Deadlines {
             idle: settings.idle_timeout,
@@ -166,7 +184,6 @@ pub async fn serve(
         let conn = Rc::new(ConnContext {
             worker: Rc::clone(&worker),
             listener: Rc::clone(&name),
-            accepted_under: runtime,
             client,
             phase,
             admitted,
@@ -186,7 +203,7 @@ pub async fn drain_deadline(mut shutdown: watch::Receiver<bool>, drain: Duration
 
 async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: usize) {
     let mut shutdown = conn.shutdown.clone();
-    let drain = conn.accepted_under.drain_timeout;
+    let drain = conn.admitted.runtime.drain_timeout;
     let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

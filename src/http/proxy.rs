@@ -41,15 +41,13 @@ pub struct ConnContext {
     pub worker: Rc<Worker>,
     /// The listener's name (its index may change with a reload).
     pub listener: std::rc::Rc<str>,
-    /// The config generation the connection was accepted under: used if a
-    /// reload removed its listener while it stays open.
-    pub accepted_under: Arc<Runtime>,
     /// The client's address.
     pub client: SocketAddr,
     /// The connection's phase (deadlines).
     pub phase: SharedPhase,
     /// Counts the connection as open while anything (also an upgraded
-    /// tunnel) holds this context.
+    /// tunnel) holds this context; carries the config generation it was
+    /// accepted under, used if a reload removed its listener.
     pub admitted: super::Admitted,
     /// Turns true when the listener stops (reload or stop).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -80,7 +78,7 @@ pub async fn handle(
     let (runtime, index) = match current.listener_index(&conn.listener) {
         Some(index) => (current, index),
         None => {
-            let old = Arc::clone(&conn.accepted_under);
+            let old = Arc::clone(&conn.admitted.runtime);
             let index = old.listener_index(&conn.listener).unwrap_or_default();
             (old, index)
         }

@@ -21,7 +21,7 @@ pub async fn splice(client: OnUpgrade, upstream: OnUpgrade, conn: Rc<ConnContext
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    let drain = conn.accepted_under.drain_timeout;
+    let drain = conn.admitted.runtime.drain_timeout;
     tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
             if let Err(error) = copied {

@@ -18,6 +18,7 @@ pub mod proxy_protocol;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use strategies::{PickContext, Tried};
@@ -27,8 +28,8 @@ use tokio::sync::watch;
 use crate::config::ProxyProtocolVersion;
 use crate::counters::{ActiveGuard, ListenerCounter, Row, UpstreamCounter};
 use crate::http::Worker;
-use crate::http::next_connection;
 use crate::http::upstream::connect_tcp;
+use crate::http::{Refusal, next_connection};
 use crate::runtime::{Listener, ListenerKind, Runtime, TcpRoute, Upstream};
 use copy::{CopyError, CopyMode, Direction};
 use proxy_protocol::{ProxyHeader, ProxyHeaderError};
@@ -67,17 +68,12 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
-        let runtime = worker.runtime.load_full();
-        let Some(index) = runtime.listener_index(&name) else {
-            return;
+        let admitted = match worker.admit(&name) {
+            Ok(admitted) => admitted,
+            Err(Refusal::Full) => continue,
+            Err(Refusal::ListenerRemoved) => return,
         };
-        let listener_config = &runtime.listeners[index];
-        let Some(admitted) = worker.admit(
-            listener_config.slot,
-            listener_config.settings.max_connections,
-        ) else {
-            continue;
-        };
+        let (runtime, index) = (Arc::clone(&admitted.runtime), admitted.index);
         let row = worker.row.clone();
         let stopped = crate::http::drain_deadline(shutdown.clone(), runtime.drain_timeout);
         tokio::task::spawn_local(async move {
