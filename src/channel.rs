@@ -75,6 +75,8 @@ pub enum ChannelError {
 #[derive(Debug)]
 pub struct Channel {
     stream: UnixStream,
+    /// Held for a whole frame, so concurrent senders never interleave.
+    writing: tokio::sync::Mutex<()>,
     buffer: RefCell<Vec<u8>>,
     fds: RefCell<VecDeque<OwnedFd>>,
 }
@@ -98,6 +100,7 @@ impl Channel {
         std_stream.set_nonblocking(true)?;
         Ok(Channel {
             stream: UnixStream::from_std(std_stream)?,
+            writing: tokio::sync::Mutex::new(()),
             buffer: RefCell::default(),
             fds: RefCell::default(),
         })
@@ -111,6 +114,7 @@ impl Channel {
         frame.push(kind);
         frame.extend_from_slice(&(fds.len() as u32).to_le_bytes());
         frame.extend_from_slice(&payload);
+        let _whole_frame = self.writing.lock().await;
         let mut sent = 0;
         while sent < frame.len() {
             let chunk = &frame[sent..];
@@ -453,5 +457,44 @@ mod tests {
         }
         drop(a);
         assert!(matches!(b.recv().await, Err(ChannelError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_sends_never_interleave_frames() {
+        let (a, b) = pair().unwrap();
+        let (a, b) = (
+            std::rc::Rc::new(Channel::new(a).unwrap()),
+            Channel::new(b).unwrap(),
+        );
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async move {
+                let big = "y".repeat(2 << 20);
+                let senders: Vec<_> = (0..4)
+                    .map(|i| {
+                        let (a, text) = (std::rc::Rc::clone(&a), big.clone());
+                        tokio::task::spawn_local(async move {
+                            a.send(&Message::Rejected(i, text)).await.unwrap();
+                            a.send(&Message::Stop).await.unwrap();
+                        })
+                    })
+                    .collect();
+                let mut rejected = 0;
+                let mut stops = 0;
+                while rejected + stops < 8 {
+                    match b.recv().await.unwrap() {
+                        Message::Rejected(_, text) => {
+                            assert_eq!(text.len(), big.len());
+                            rejected += 1;
+                        }
+                        Message::Stop => stops += 1,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                for s in senders {
+                    s.await.unwrap();
+                }
+            })
+            .await;
     }
 }

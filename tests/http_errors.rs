@@ -300,6 +300,22 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
     );
 
     client
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let response = common::read_response(&mut client).await;
+    assert_eq!(
+        status_of(&response),
+        502,
+        "a bodyless POST that may have been sent is not replayed: {response}"
+    );
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&common::read_response(&mut client).await), 200);
+    client
         .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody")
         .await
         .unwrap();
@@ -391,5 +407,87 @@ async fn resets_on_live_traffic_mark_an_upstream_down_before_its_next_probe() {
         live.seen().len(),
         served + 5,
         "a down upstream gets no traffic"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_the_response_timeout_while_it_moves() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(
+        &[&b],
+        "  response_timeout: 400ms\n  body_timeout: 2s\n",
+        "",
+    ));
+    let chunks = futures_util::stream::unfold(0u8, |i| async move {
+        if i == 6 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'u'; 1000])),
+            i + 1,
+        ))
+    });
+    let response = common::client()
+        .post(format!("http://{}/sink", proxy.addr("web")))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "900 ms of upload, 400 ms response timeout"
+    );
+    assert_eq!(response.text().await.unwrap(), "6000");
+}
+
+#[tokio::test]
+async fn empty_responses_keep_their_upstream_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&connections);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut pending = Vec::new();
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if stream
+                            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let yaml = format!(
+        "upstreams:\n  - id: empty\n    address: {addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [empty]\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    for method in ["GET", "HEAD", "GET", "DELETE", "GET"] {
+        let request = format!("{method} / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+        let response = raw_exchange(proxy.addr("web"), request.as_bytes(), QUIET).await;
+        assert_eq!(status_of(&response), 204, "{response}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one upstream connection serves every empty response"
     );
 }

@@ -26,17 +26,74 @@ use crate::counters::ActiveGuard;
 /// Error type of sluice's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where a request body failure is recorded for the handler to read.
-pub type BodyFailure = Rc<Cell<Option<ProxyError>>>;
+/// What the handler and the response learn about a request body as it
+/// streams: whether it failed (and why: 408, 413, aborted), when it last
+/// moved, and whether it has been sent in full. The upstream's response
+/// deadline counts from its last move, a connection goes back to the pool
+/// only once it was sent in full, and only then is the client connection
+/// idle again.
+#[derive(Debug)]
+pub struct BodyState {
+    failure: Cell<Option<ProxyError>>,
+    finished: Cell<bool>,
+    /// When the last part of the body was handed upstream (or the body
+    /// created): the upstream's response deadline counts from here.
+    progress: Cell<Instant>,
+}
+
+impl Default for BodyState {
+    fn default() -> Self {
+        BodyState {
+            failure: Cell::new(None),
+            finished: Cell::new(false),
+            progress: Cell::new(Instant::now()),
+        }
+    }
+}
+
+impl BodyState {
+    /// Why the body failed, if it did.
+    pub fn failure(&self) -> Option<ProxyError> {
+        self.failure.get()
+    }
+
+    /// Whether the whole body has been handed upstream.
+    pub fn finished(&self) -> bool {
+        self.finished.get()
+    }
+
+    /// Resolves once `timeout` passed without the body moving: the
+    /// upstream neither took more of it nor answered after it was sent.
+    pub async fn stalled_for(&self, timeout: Duration) {
+        loop {
+            let deadline = self.progress.get() + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+
+    fn moved(&self) {
+        self.progress.set(Instant::now());
+    }
+
+    fn finish(&self) {
+        self.finished.set(true);
+        self.moved();
+    }
+}
 
 /// A client's request body on its way upstream.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
     timeout: Duration,
+    /// The stall timer, kept across frames and re-armed when a read waits.
     timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
     remaining: Option<u64>,
-    failure: BodyFailure,
+    state: Rc<BodyState>,
 }
 
 impl RequestBody {
@@ -45,35 +102,41 @@ impl RequestBody {
         inner: Incoming,
         timeout: Duration,
         limit: Option<u64>,
-        failure: BodyFailure,
+        state: Rc<BodyState>,
     ) -> RequestBody {
         let inner = if inner.is_end_stream() {
             None
         } else {
             Some(inner)
         };
+        if inner.is_none() {
+            state.finish();
+        }
         RequestBody {
             inner,
             timeout,
             timer: None,
+            armed: false,
             remaining: limit,
-            failure,
+            state,
         }
     }
 
     /// An empty body (for bodyless requests rebuilt for a retry).
-    pub fn empty(failure: BodyFailure) -> RequestBody {
+    pub fn empty(state: Rc<BodyState>) -> RequestBody {
+        state.finish();
         RequestBody {
             inner: None,
             timeout: Duration::ZERO,
             timer: None,
+            armed: false,
             remaining: None,
-            failure,
+            state,
         }
     }
 
     fn fail(&mut self, error: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.failure.set(Some(error));
+        self.state.failure.set(Some(error));
         self.inner = None;
         Poll::Ready(Some(Err(error.into())))
     }
@@ -93,7 +156,8 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
+                this.armed = false;
+                this.state.moved();
                 if let (Some(data), Some(remaining)) = (frame.data_ref(), this.remaining.as_mut()) {
                     let len = data.len() as u64;
                     if len > *remaining {
@@ -101,23 +165,35 @@ impl Body for RequestBody {
                     }
                     *remaining -= len;
                 }
+                // hyper may stop polling once the body says it has ended.
+                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    this.state.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.failure
+                this.state
+                    .failure
                     .set(Some(ProxyError::BadRequest("request body aborted")));
                 this.inner = None;
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
                 this.inner = None;
+                this.state.finish();
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                let timer = match (&mut this.timer, this.armed) {
+                    (Some(timer), true) => timer,
+                    (Some(timer), false) => {
+                        timer.as_mut().reset(deadline);
+                        timer
+                    }
+                    (slot @ None, _) => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.armed = true;
                 ready!(timer.as_mut().poll(cx));
                 this.fail(ProxyError::BodyTimeout)
             }
@@ -142,6 +218,9 @@ pub struct ResponseBody {
     /// Set back to idle when the response is done, which restarts the
     /// keep-alive idle deadline.
     phase: Option<SharedPhase>,
+    /// The request body of a proxied exchange: the connection is idle again
+    /// (and the upstream connection reusable) only once it was sent in full.
+    request: Option<Rc<BodyState>>,
 }
 
 enum Kind {
@@ -172,15 +251,25 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full(Some(bytes)),
             phase: None,
+            request: None,
         }
     }
 
-    /// An upstream's streamed body.
+    /// An upstream's streamed body. An empty one (HEAD, 204, 304, length
+    /// 0) hands its connection back at once, since hyper never polls it;
+    /// a 101's connection becomes the tunnel and never goes back.
     pub fn upstream(
         body: Incoming,
-        connection: Option<PooledConnection>,
+        mut connection: Option<PooledConnection>,
         active: ActiveGuard,
+        request: Rc<BodyState>,
+        switching_protocols: bool,
     ) -> ResponseBody {
+        if switching_protocols {
+            connection = None;
+        } else if body.is_end_stream() {
+            release(&mut connection, &request);
+        }
         ResponseBody {
             kind: Kind::Upstream {
                 body,
@@ -188,6 +277,7 @@ impl ResponseBody {
                 _active: active,
             },
             phase: None,
+            request: Some(request),
         }
     }
 
@@ -196,6 +286,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Boxed(body),
             phase: None,
+            request: None,
         }
     }
 
@@ -205,10 +296,22 @@ impl ResponseBody {
     }
 }
 
+/// Hands a connection back to its pool if the request body was sent in
+/// full (else hyper is still writing it, and the connection is dropped).
+fn release(connection: &mut Option<PooledConnection>, request: &BodyState) {
+    if let Some(connection) = connection.take()
+        && request.finished()
+    {
+        connection.release();
+    }
+}
+
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        let request_done = self.request.as_ref().is_none_or(|r| r.finished());
         if let Some(phase) = &self.phase
             && phase.get() == Phase::Busy
+            && request_done
         {
             phase.set(Phase::Idle(Instant::now()));
         }
@@ -223,26 +326,23 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.kind {
+        let this = &mut *self;
+        match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
                 body, connection, ..
             } => {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
-                match &frame {
-                    None => {
-                        if let Some(connection) = connection.take() {
-                            connection.release();
-                        }
+                let ended = match &frame {
+                    None => true,
+                    Some(Err(_)) => {
+                        *connection = None;
+                        false
                     }
-                    Some(Err(_)) => *connection = None,
-                    Some(Ok(_)) => {
-                        if body.is_end_stream()
-                            && let Some(connection) = connection.take()
-                        {
-                            connection.release();
-                        }
-                    }
+                    Some(Ok(_)) => body.is_end_stream(),
+                };
+                if ended && let Some(request) = &this.request {
+                    release(connection, request);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

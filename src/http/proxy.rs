@@ -22,7 +22,7 @@ use hyper::body::{Body, Incoming};
 use strategies::{PickContext, Tried};
 
 use super::Worker;
-use super::body::{BodyFailure, RequestBody, ResponseBody};
+use super::body::{BodyState, RequestBody, ResponseBody};
 use super::client_io::{Phase, SharedPhase};
 use super::error::ProxyError;
 use super::forwarding;
@@ -190,7 +190,7 @@ async fn proxy(
         forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let key = hash_key::extract(target.pool.hash_key.as_ref(), &parts, conn.client.ip());
-    let failure: BodyFailure = Rc::new(Cell::new(None));
+    let failure = Rc::new(BodyState::default());
     let body = RequestBody::new(
         body,
         settings.body_timeout,
@@ -287,6 +287,7 @@ async fn proxy(
                 outgoing.build(upstream, request_body),
                 response_timeout,
                 guard,
+                &failure,
             )
             .await;
             conn.worker
@@ -302,7 +303,11 @@ async fn proxy(
                     body = Some(request_body);
                     break None;
                 }
-                Attempt::Lost { reused } if reused && bodyless && !fresh => fresh = true,
+                Attempt::Lost { reused }
+                    if reused && bodyless && !fresh && idempotent(&outgoing.method) =>
+                {
+                    fresh = true
+                }
                 // Reset before any response byte, nothing streamed: an
                 // idempotent bodyless request moves on to another upstream.
                 Attempt::Lost { .. } if bodyless && idempotent(&outgoing.method) => {
@@ -311,7 +316,7 @@ async fn proxy(
                     break None;
                 }
                 Attempt::Lost { .. } => {
-                    return Err(failure.get().unwrap_or(ProxyError::UpstreamFailed));
+                    return Err(failure.failure().unwrap_or(ProxyError::UpstreamFailed));
                 }
                 Attempt::TimedOut => return Err(ProxyError::UpstreamTimeout),
             }
@@ -378,6 +383,10 @@ enum Attempt {
     TimedOut,
 }
 
+/// Sends one attempt. `response_timeout` counts from the last part of the
+/// request body handed upstream: a long upload is not cut while it moves,
+/// and an upstream that stops reading it, or does not answer once it has
+/// it all, gets the timeout.
 async fn send(
     conn: &ConnContext,
     upstream: &Upstream,
@@ -385,27 +394,37 @@ async fn send(
     request: Request<RequestBody>,
     timeout: Duration,
     active: ActiveGuard,
+    body: &Rc<BodyState>,
 ) -> Attempt {
     conn.worker
         .row
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
-    match tokio::time::timeout(timeout, connection.sender.try_send_request(request)).await {
-        Err(_) => Attempt::TimedOut,
-        Ok(Ok(response)) => {
-            let (parts, body) = response.into_parts();
-            Attempt::Response(Response::from_parts(
-                parts,
-                ResponseBody::upstream(body, Some(connection), active),
-            ))
+    let answered = tokio::select! {
+        answered = connection.sender.try_send_request(request) => answered,
+        () = body.stalled_for(timeout) => return Attempt::TimedOut,
+    };
+    match answered {
+        Ok(response) => {
+            let (parts, response_body) = response.into_parts();
+            let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+            let response_body = ResponseBody::upstream(
+                response_body,
+                Some(connection),
+                active,
+                Rc::clone(body),
+                switching,
+            );
+            Attempt::Response(Response::from_parts(parts, response_body))
         }
-        Ok(Err(mut error)) => match error.take_message() {
+        Err(mut error) => match error.take_message() {
             Some(request) => Attempt::Unsent(request.into_body(), reused),
             None => {
                 tracing::debug!(upstream = %upstream.id, error = %error.into_error(), "upstream failed before responding");
-                if !reused {
+                if !reused && body.failure().is_none() {
                     // A pooled connection closing as it is reused is the
-                    // keep-alive race, not the upstream failing.
+                    // keep-alive race, and a client body that failed is the
+                    // client's doing: neither is the upstream failing.
                     conn.worker
                         .row
                         .add_upstream(upstream.slot, UpstreamCounter::Resets, 1);
