@@ -129,6 +129,39 @@ struct FirstRound {
     done: Condvar,
 }
 
+/// Waits for the first round of checks from any thread (see
+/// [`HealthHandle::first_round_waiter`]).
+#[derive(Debug)]
+pub struct FirstRoundWaiter {
+    first_round: Arc<FirstRound>,
+    limit: Duration,
+}
+
+impl FirstRoundWaiter {
+    /// Blocks until no upstream waits for its first check, or the limit.
+    pub fn wait(&self) -> bool {
+        let deadline = std::time::Instant::now() + self.limit;
+        let mut pending = lock(&self.first_round.pending);
+        while *pending > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    pending = *pending,
+                    "first health-check round not finished in time; unchecked upstreams stay down until their first check"
+                );
+                return false;
+            }
+            pending = self
+                .first_round
+                .done
+                .wait_timeout(pending, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
 impl FirstRound {
     fn add(&self, n: usize) {
         *lock(&self.pending) += n;
@@ -176,31 +209,20 @@ pub struct HealthHandle {
 }
 
 impl HealthHandle {
-    /// Blocks until every upstream not yet checked has had its first check,
-    /// or the largest check timeout (plus a little slack) has passed.
-    /// Returns whether the round completed. Start-up and reload call it
-    /// before letting traffic in, so a healthy upstream is up from the
-    /// first request.
+    /// Blocks until every upstream not yet checked has had its first
+    /// check, bounded by the largest check timeout (plus a little slack).
+    /// Returns false (and logs) when that bound ran out first.
     pub fn wait_first_round(&self) -> bool {
-        let deadline = std::time::Instant::now() + self.max_timeout + FIRST_ROUND_SLACK;
-        let mut pending = lock(&self.first_round.pending);
-        while *pending > 0 {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                tracing::warn!(
-                    pending = *pending,
-                    "first health-check round not finished in time; unchecked upstreams stay down until their first check"
-                );
-                return false;
-            }
-            pending = self
-                .first_round
-                .done
-                .wait_timeout(pending, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+        self.first_round_waiter().wait()
+    }
+
+    /// The same wait, to run on another thread (an event loop hands it to
+    /// a blocking task rather than stopping for it).
+    pub fn first_round_waiter(&self) -> FirstRoundWaiter {
+        FirstRoundWaiter {
+            first_round: Arc::clone(&self.first_round),
+            limit: self.max_timeout + FIRST_ROUND_SLACK,
         }
-        true
     }
 
     /// Applies a reloaded config: unchanged upstreams (same id and address)

@@ -59,6 +59,8 @@ pub enum ConnectError {
 struct Idle {
     sender: SendRequest<RequestBody>,
     since: Instant,
+    /// Where it leads: a slot can change hands across reloads.
+    address: UpstreamAddress,
 }
 
 /// One worker's idle upstream connections, by upstream slot.
@@ -81,6 +83,7 @@ pub struct PooledConnection {
     /// Whether it came from the pool (it may have been closed meanwhile).
     pub reused: bool,
     slot: usize,
+    address: UpstreamAddress,
     pool: Rc<UpstreamConnections>,
 }
 
@@ -96,7 +99,7 @@ impl std::fmt::Debug for PooledConnection {
 impl PooledConnection {
     /// Returns the connection to its pool for the next request.
     pub fn release(self) {
-        self.pool.put(self.slot, self.sender);
+        self.pool.put(self.slot, self.sender, self.address);
     }
 }
 
@@ -111,12 +114,13 @@ impl UpstreamConnections {
         fresh: bool,
     ) -> Result<PooledConnection, ConnectError> {
         if !fresh {
-            while let Some(mut idle) = self.take(slot) {
+            while let Some(mut idle) = self.take(slot, address) {
                 if idle.sender.ready().await.is_ok() {
                     return Ok(PooledConnection {
                         sender: idle.sender,
                         reused: true,
                         slot,
+                        address: idle.address,
                         pool: Rc::clone(self),
                     });
                 }
@@ -127,23 +131,29 @@ impl UpstreamConnections {
             sender,
             reused: false,
             slot,
+            address: address.clone(),
             pool: Rc::clone(self),
         })
     }
 
-    fn take(&self, slot: usize) -> Option<Idle> {
+    /// The most recent live idle connection to `address` in `slot`; stale,
+    /// closed and other-address ones are dropped on the way.
+    fn take(&self, slot: usize, address: &UpstreamAddress) -> Option<Idle> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(slot)?;
         let now = Instant::now();
         while let Some(conn) = list.pop() {
-            if !conn.sender.is_closed() && now.duration_since(conn.since) < IDLE_LIFETIME {
+            if !conn.sender.is_closed()
+                && now.duration_since(conn.since) < IDLE_LIFETIME
+                && conn.address == *address
+            {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn put(&self, slot: usize, sender: SendRequest<RequestBody>) {
+    fn put(&self, slot: usize, sender: SendRequest<RequestBody>, address: UpstreamAddress) {
         if sender.is_closed() {
             return;
         }
@@ -158,6 +168,7 @@ impl UpstreamConnections {
         list.push(Idle {
             sender,
             since: Instant::now(),
+            address,
         });
     }
 }

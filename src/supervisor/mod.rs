@@ -75,6 +75,9 @@ enum Event {
     Message(usize, u32, Message),
     Exited(usize, u32, std::process::ExitStatus),
     Respawn(usize),
+    /// The first checks of a reload's new upstreams are done: the reload of
+    /// this generation can go to the workers.
+    ChecksDone(u64),
     Control(Command, oneshot::Sender<(bool, String)>),
     Admin(crate::admin::Page, oneshot::Sender<String>),
 }
@@ -82,6 +85,8 @@ enum Event {
 /// A reload waiting for workers to apply it.
 struct PendingReload {
     generation: u64,
+    /// Whether the config went to the workers (after the first checks).
+    sent: bool,
     waiting: HashSet<usize>,
     summary: String,
     reply: Option<oneshot::Sender<(bool, String)>>,
@@ -116,6 +121,15 @@ fn health_targets(config: &Config, slots: &Slots) -> Vec<Target> {
 
 /// Runs the supervisor for the config at `path` until stopped.
 pub fn run(path: &Path) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Signal handlers first: a SIGHUP or SIGTERM during start-up is queued
+    // and handled once the event loop runs, instead of killing the process.
+    let signals = {
+        let _context = rt.enter();
+        Signals::new()?
+    };
     let (config, text) = load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     runtime::compile(&config)?;
     raise_open_files_limit();
@@ -148,9 +162,6 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let health =
         HealthChecker::start_targets(health_targets(&config, &slots), Arc::clone(&region))?;
     health.wait_first_round();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let (events, receiver) = mpsc::unbounded_channel();
@@ -193,7 +204,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         for index in 0..count {
             supervisor.spawn(index)?;
         }
-        supervisor.wait_until_ready(receiver, control, &dir).await
+        supervisor
+            .wait_until_ready(receiver, control, &dir, signals)
+            .await
     })
 }
 
@@ -217,6 +230,27 @@ fn raise_open_files_limit() {
             Ok(()) => tracing::info!(limit = hard, "raised the open files limit"),
             Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
         }
+    }
+}
+
+/// The signals the supervisor acts on.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a runtime context).
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }
 
@@ -326,6 +360,7 @@ impl Supervisor {
         mut events: mpsc::UnboundedReceiver<Event>,
         control: UnixListener,
         dir: &Path,
+        signals: Signals,
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
         while self.workers.iter().any(|w| w.applied < self.generation) {
@@ -360,19 +395,21 @@ impl Supervisor {
             "sluice ready"
         );
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        self.event_loop(events, control).await
+        self.event_loop(events, control, signals).await
     }
 
     async fn event_loop(
         mut self,
         mut events: mpsc::UnboundedReceiver<Event>,
         control: UnixListener,
+        signals: Signals,
     ) -> anyhow::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut quit = signal(SignalKind::quit())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+        let Signals {
+            mut terminate,
+            mut interrupt,
+            mut quit,
+            mut hangup,
+        } = signals;
         let mut watchdog = tokio::time::interval(Duration::from_millis(500));
         loop {
             if self.stopping.is_some() && self.workers.iter().all(|w| w.pid.is_none()) {
@@ -418,6 +455,7 @@ impl Supervisor {
                 }
             }
             Event::Exited(index, pid, status) => self.exited(index, pid, status),
+            Event::ChecksDone(generation) => self.push_reload(generation),
             Event::Respawn(index) => {
                 if self.stopping.is_none() && self.workers[index].pid.is_none() {
                     self.spawn(index)?;
@@ -484,6 +522,7 @@ impl Supervisor {
             }
         }
         if let Some(pending) = &self.pending
+            && pending.sent
             && (pending.waiting.is_empty() || Instant::now() > pending.deadline)
         {
             self.finish_reload(None);
@@ -542,46 +581,62 @@ impl Supervisor {
         }
         match self.prepare_reload() {
             Ok(summary) => {
-                // New upstreams take traffic only after their first check;
-                // unchanged ones keep their state.
+                // New upstreams take traffic only after their first check
+                // (unchanged ones keep their state): the workers get the
+                // config once those checks are done, waited for off the
+                // event loop.
                 self.health
                     .update_targets(health_targets(&self.config, &self.slots));
-                self.health.wait_first_round();
-                let now = Instant::now();
-                for state in &mut self.workers {
-                    state.last_seen = state.last_seen.max(now - WATCHDOG / 2);
-                }
-                let waiting: HashSet<usize> = (0..self.workers.len())
-                    .filter(|&i| self.workers[i].pid.is_some())
-                    .collect();
+                let generation = self.generation;
                 self.pending = Some(PendingReload {
-                    generation: self.generation,
-                    waiting,
+                    generation,
+                    sent: false,
+                    waiting: HashSet::new(),
                     summary,
                     reply,
                     deadline: Instant::now() + APPLY_TIMEOUT,
                 });
-                for (index, state) in self.workers.iter().enumerate() {
-                    let (Some(channel), Ok(message)) =
-                        (state.channel.clone(), self.config_message())
-                    else {
-                        continue;
-                    };
-                    tokio::task::spawn_local(async move {
-                        if let Err(error) = channel.send(&Message::Config(message)).await {
-                            tracing::warn!(worker = index, %error, "cannot send the new config");
-                        }
-                    });
-                }
-                if self.pending.as_ref().is_some_and(|p| p.waiting.is_empty()) {
-                    self.finish_reload(None);
-                }
+                let waiter = self.health.first_round_waiter();
+                let events = self.events.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = tokio::task::spawn_blocking(move || waiter.wait()).await;
+                    let _ = events.send(Event::ChecksDone(generation));
+                });
             }
             Err(errors) => {
                 self.reloads.1 += 1;
                 tracing::error!("reload refused; the running config stays:\n{errors}");
                 answer(reply, false, errors);
             }
+        }
+    }
+
+    /// Sends a prepared reload's config to every live worker.
+    fn push_reload(&mut self, generation: u64) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        if pending.generation != generation || pending.sent {
+            return;
+        }
+        pending.sent = true;
+        pending.deadline = Instant::now() + APPLY_TIMEOUT;
+        pending.waiting = (0..self.workers.len())
+            .filter(|&i| self.workers[i].pid.is_some())
+            .collect();
+        for (index, state) in self.workers.iter().enumerate() {
+            let (Some(channel), Ok(message)) = (state.channel.clone(), self.config_message())
+            else {
+                continue;
+            };
+            tokio::task::spawn_local(async move {
+                if let Err(error) = channel.send(&Message::Config(message)).await {
+                    tracing::warn!(worker = index, %error, "cannot send the new config");
+                }
+            });
+        }
+        if self.pending.as_ref().is_some_and(|p| p.waiting.is_empty()) {
+            self.finish_reload(None);
         }
     }
 
@@ -643,7 +698,7 @@ impl Supervisor {
         let Some(pending) = &mut self.pending else {
             return;
         };
-        if pending.generation != generation {
+        if pending.generation != generation || !pending.sent {
             return;
         }
         pending.waiting.remove(&index);

@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
@@ -144,8 +144,14 @@ struct Side<'a> {
 
 impl Side<'_> {
     fn moved(&self, n: usize) {
-        self.activity.set(Instant::now());
+        self.touch();
         (self.on_bytes)(self.direction, n as u64);
+    }
+
+    /// Records progress that is not a read (a partial write to a slow
+    /// reader): the tunnel is not idle while bytes still drain.
+    fn touch(&self) {
+        self.activity.set(Instant::now());
     }
 
     /// Attributes an error to the socket it happened on.
@@ -166,7 +172,7 @@ impl Side<'_> {
 
 async fn one_way(
     mut from: ReadHalf<'_>,
-    mut to: WriteHalf<'_>,
+    to: WriteHalf<'_>,
     mode: CopyMode,
     side: Side<'_>,
 ) -> Result<u64, CopyError> {
@@ -187,7 +193,7 @@ async fn one_way(
                 .map_err(|e| side.read_error(e))?;
             if n > 0 {
                 side.moved(n);
-                splice_out(pipe, to.as_ref(), n)
+                splice_out(pipe, to.as_ref(), n, &side)
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
@@ -212,7 +218,7 @@ async fn one_way(
             let n = from.read(&mut buf).await.map_err(|e| side.read_error(e))?;
             if n > 0 {
                 side.moved(n);
-                to.write_all(&buf[..n])
+                write_tracked(to.as_ref(), &buf[..n], || side.touch())
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
@@ -237,11 +243,19 @@ fn half_close(socket: &TcpStream) {
 }
 
 /// Writes all of `buf` to `to`, waiting for room as needed.
-pub(crate) async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_all(to: &TcpStream, buf: &[u8]) -> io::Result<()> {
+    write_tracked(to, buf, || {}).await
+}
+
+/// Writes all of `buf`, calling `progress` after every partial write.
+async fn write_tracked(to: &TcpStream, mut buf: &[u8], progress: impl Fn()) -> io::Result<()> {
     while !buf.is_empty() {
         to.writable().await?;
         match to.try_write(buf) {
-            Ok(n) => buf = &buf[n..],
+            Ok(n) => {
+                buf = &buf[n..];
+                progress();
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
@@ -282,7 +296,12 @@ async fn splice_in(from: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
     }
 }
 
-async fn splice_out(pipe: &Pipe, to: &TcpStream, mut left: usize) -> io::Result<()> {
+async fn splice_out(
+    pipe: &Pipe,
+    to: &TcpStream,
+    mut left: usize,
+    side: &Side<'_>,
+) -> io::Result<()> {
     while left > 0 {
         to.writable().await?;
         let result = to.try_io(Interest::WRITABLE, || {
@@ -291,7 +310,10 @@ async fn splice_out(pipe: &Pipe, to: &TcpStream, mut left: usize) -> io::Result<
         });
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => left -= n,
+            Ok(n) => {
+                left -= n;
+                side.touch();
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
