@@ -134,13 +134,19 @@ async fn route_and_serve(
         return Err(ProxyError::NoRoute);
     };
     let host = forwarding::check_request(&req)?.map(str::to_owned);
-    let path = crate::runtime::router::normalize_path(req.uri().path())
-        .map_err(|_| ProxyError::BadRequest("malformed request path"))?
-        .into_owned();
-    let found = routes
-        .router
-        .route(host.as_deref(), req.method(), &path)
-        .ok_or(ProxyError::NoRoute)?;
+    // The normalised path is borrowed from the request (no allocation in
+    // the common case); only a static file keeps its remainder.
+    let (found, remainder) = {
+        let path = crate::runtime::router::normalize_path(req.uri().path())
+            .map_err(|_| ProxyError::BadRequest("malformed request path"))?;
+        let found = routes
+            .router
+            .route(host.as_deref(), req.method(), &path)
+            .ok_or(ProxyError::NoRoute)?;
+        let remainder = matches!(routes.rules[found.rule].action, Action::Static { .. })
+            .then(|| path[found.prefix_len..].to_owned());
+        (found, remainder)
+    };
     let rule = &routes.rules[found.rule];
     outcome.set(Some(Outcome {
         own: rule.metered,
@@ -148,7 +154,7 @@ async fn route_and_serve(
     }));
     match &rule.action {
         Action::Static { root } => {
-            Ok(static_files::serve(root, &path[found.prefix_len..], req).await)
+            Ok(static_files::serve(root, remainder.as_deref().unwrap_or_default(), req).await)
         }
         Action::Proxy { pool, pass_host } => {
             let target = Target {
