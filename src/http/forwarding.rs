@@ -183,6 +183,15 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     }))
 }
 
+/// Whether an upstream response's framing is unambiguous: not both
+/// `Transfer-Encoding` and `Content-Length`, not several lengths. hyper
+/// decodes such a body by its chunks but keeps the length header, which
+/// would reach the client with a body of another size.
+pub fn response_framing_ok(headers: &HeaderMap) -> bool {
+    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
+    lengths <= 1 && !(lengths == 1 && headers.contains_key(TRANSFER_ENCODING))
+}
+
 /// Cleans an upstream response's headers for the client; a 101 keeps its
 /// `Upgrade` and `Connection: upgrade`.
 pub fn to_client(headers: &mut HeaderMap, switching_protocols: bool) {

@@ -136,3 +136,22 @@ fn upgrades_are_kept_except_h2c() {
     assert!(upgrade_protocol(h2c.headers()).is_none());
     assert!(upgrade_protocol(request(&[("upgrade", "websocket")]).headers()).is_none());
 }
+
+#[test]
+fn response_framing_must_be_unambiguous() {
+    let headers = |pairs: &[(&str, &str)]| request(pairs).headers().clone();
+    assert!(response_framing_ok(&headers(&[("content-length", "5")])));
+    assert!(response_framing_ok(&headers(&[(
+        "transfer-encoding",
+        "chunked"
+    )])));
+    assert!(response_framing_ok(&headers(&[])));
+    assert!(!response_framing_ok(&headers(&[
+        ("content-length", "3"),
+        ("transfer-encoding", "chunked")
+    ])));
+    assert!(!response_framing_ok(&headers(&[
+        ("content-length", "5"),
+        ("content-length", "5")
+    ])));
+}

@@ -325,6 +325,7 @@ async fn proxy(
                     return Err(failure.failure().unwrap_or(ProxyError::UpstreamFailed));
                 }
                 Attempt::TimedOut => return Err(ProxyError::UpstreamTimeout),
+                Attempt::Invalid => return Err(ProxyError::UpstreamFailed),
             }
         };
         if let Some(response) = sent {
@@ -387,6 +388,8 @@ enum Attempt {
     Lost { reused: bool },
     /// No response head within `response_timeout`.
     TimedOut,
+    /// A response whose framing could be read two ways.
+    Invalid,
 }
 
 /// Sends one attempt. `response_timeout` counts from the last part of the
@@ -411,6 +414,11 @@ async fn send(
         () = body.stalled_for(timeout) => return Attempt::TimedOut,
     };
     match answered {
+        Ok(response) if !forwarding::response_framing_ok(response.headers()) => {
+            tracing::warn!(upstream = %upstream.id, "response with ambiguous framing (Content-Length with Transfer-Encoding, or several lengths)");
+            // The connection is dropped with the response: never reused.
+            Attempt::Invalid
+        }
         Ok(response) => {
             let (parts, response_body) = response.into_parts();
             let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;

@@ -1,0 +1,207 @@
+//! Broken backends and hostile clients (issue 8's first cases): what the
+//! client gets, and that nothing is passed on in a form that looks whole.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Backend, Proxy, raw_exchange, read_response, status_of, upstreams_yaml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that answers every request head with exactly `reply`, then
+/// closes the connection if `close`.
+async fn scripted(reply: &'static [u8], close: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut pending = Vec::new();
+                loop {
+                    if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if stream.write_all(reply).await.is_err() || close {
+                            return;
+                        }
+                        continue;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(addr: SocketAddr, settings: &str) -> String {
+    format!(
+        "upstreams:\n  - id: b\n    address: {addr}\n    health_check: {{ kind: none }}\ndefaults:\n  retries: 0\n{settings}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [b]\n"
+    )
+}
+
+const QUIET: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn a_backend_dying_mid_body_gives_a_visibly_short_response_and_a_close() {
+    let addr = scripted(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b",
+        true,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, ""));
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status_of(&response), 200);
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-length: 100"),
+        "{response}"
+    );
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        body.len() < 100,
+        "the client must see a short body, got {}",
+        body.len()
+    );
+
+    let chunked = scripted(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        true,
+    )
+    .await;
+    let proxy = Proxy::start(&config(chunked, ""));
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert!(response.contains("hello"), "{response}");
+    assert!(
+        !response.ends_with("0\r\n\r\n"),
+        "no final chunk after a dead backend: {response:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_framing_from_a_backend_is_a_502() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!"[..],
+        &b"HTTP/1.1 200 OK\r\nx-bad: a\0b\r\ncontent-length: 2\r\n\r\nok"[..],
+        &b"NONSENSE\r\n\r\n"[..],
+    ] {
+        let reply: &'static [u8] = Box::leak(reply.to_vec().into_boxed_slice());
+        let proxy = Proxy::start(&config(scripted(reply, true).await, ""));
+        let response = common::raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert_eq!(status_of(&response), 502, "{:?} -> {response}", String::from_utf8_lossy(reply));
+    }
+}
+
+#[tokio::test]
+async fn bytes_beyond_content_length_are_dropped_and_the_client_connection_stays_in_sync() {
+    let addr = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nsmuggle", false).await;
+    let proxy = Proxy::start(&config(addr, ""));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    for _ in 0..3 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut client).await;
+        assert_eq!(status_of(&response), 200, "{response}");
+        assert!(response.ends_with("\r\n\r\nok"), "{response:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_101_for_another_protocol_is_not_tunnelled() {
+    let addr = scripted(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: something-else\r\nconnection: upgrade\r\n\r\n", false).await;
+    let proxy = Proxy::start(&config(addr, ""));
+    let response = common::raw_response(
+        proxy.addr("web"),
+        b"GET /ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), 502, "{response}");
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_and_the_body_arrives() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&format!(
+        "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&b])
+    ));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client.write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n").await.unwrap();
+    let mut interim = [0u8; 25];
+    client.read_exact(&mut interim).await.unwrap();
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    client.write_all(b"hello").await.unwrap();
+    let response = read_response(&mut client).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    let seen = &b.seen()[0];
+    assert_eq!(seen.body_len, 5);
+    assert!(
+        seen.headers.get("expect").is_none(),
+        "Expect is answered by sluice, not forwarded"
+    );
+    client
+        .write_all(b"GET /next HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        status_of(&read_response(&mut client).await),
+        200,
+        "the connection stays in sync"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_at_send_timeout() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&format!(
+        "{}defaults:\n  send_timeout: 300ms\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&b])
+    ));
+    let client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    let mut client = client;
+    client
+        .write_all(b"GET /download/268435456 HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let region = &proxy.instance.region;
+    let active = || region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsActive);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while active() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a client that does not read is never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = region.listener_total(0, sluice::counters::ListenerCounter::SentBytes);
+    assert!(
+        sent < 268_435_456 / 2,
+        "sluice kept writing ({sent} bytes) to a client that reads nothing"
+    );
+}
