@@ -205,3 +205,33 @@ async fn a_client_that_stops_reading_is_dropped_at_send_timeout() {
         "sluice kept writing ({sent} bytes) to a client that reads nothing"
     );
 }
+
+#[tokio::test]
+async fn an_early_answer_before_the_upload_ends_never_desyncs_the_client() {
+    let addr = scripted(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!", false).await;
+    let proxy = Proxy::start(&config(addr, "  body_timeout: 2s\n"));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client.write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 200000\r\n\r\n").await.unwrap();
+    client.write_all(&[b'x'; 1000]).await.unwrap();
+    let response = read_response(&mut client).await;
+    assert_eq!(status_of(&response), 413, "{response}");
+    // Whatever follows must either be refused (connection closed) or be
+    // parsed as a new request, never as the rest of the upload.
+    let _ = client.write_all(b"GET /after HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let rest = common::read_until_quiet(&mut client, Duration::from_secs(3)).await;
+    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 413"), "desynced: {rest:?}");
+}
+
+#[tokio::test]
+async fn connect_and_asterisk_targets_are_refused() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&format!(
+        "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&b])
+    ));
+    for request in [&b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n"[..], &b"GET * HTTP/1.1\r\nhost: a\r\n\r\n"[..]] {
+        let response = raw_exchange(proxy.addr("web"), request, QUIET).await;
+        assert_eq!(status_of(&response), 400, "{:?} -> {response}", String::from_utf8_lossy(request));
+    }
+    assert!(b.seen().is_empty());
+}
