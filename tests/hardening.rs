@@ -208,18 +208,30 @@ async fn a_client_that_stops_reading_is_dropped_at_send_timeout() {
 
 #[tokio::test]
 async fn an_early_answer_before_the_upload_ends_never_desyncs_the_client() {
-    let addr = scripted(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!", false).await;
+    let addr = scripted(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
+        false,
+    )
+    .await;
     let proxy = Proxy::start(&config(addr, "  body_timeout: 2s\n"));
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    client.write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 200000\r\n\r\n").await.unwrap();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 200000\r\n\r\n")
+        .await
+        .unwrap();
     client.write_all(&[b'x'; 1000]).await.unwrap();
     let response = read_response(&mut client).await;
     assert_eq!(status_of(&response), 413, "{response}");
     // Whatever follows must either be refused (connection closed) or be
     // parsed as a new request, never as the rest of the upload.
-    let _ = client.write_all(b"GET /after HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let _ = client
+        .write_all(b"GET /after HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await;
     let rest = common::read_until_quiet(&mut client, Duration::from_secs(3)).await;
-    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 413"), "desynced: {rest:?}");
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 413"),
+        "desynced: {rest:?}"
+    );
 }
 
 #[tokio::test]
@@ -229,9 +241,142 @@ async fn connect_and_asterisk_targets_are_refused() {
         "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
         upstreams_yaml(&[&b])
     ));
-    for request in [&b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n"[..], &b"GET * HTTP/1.1\r\nhost: a\r\n\r\n"[..]] {
+    for request in [
+        &b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n"[..],
+        &b"GET * HTTP/1.1\r\nhost: a\r\n\r\n"[..],
+    ] {
         let response = raw_exchange(proxy.addr("web"), request, QUIET).await;
-        assert_eq!(status_of(&response), 400, "{:?} -> {response}", String::from_utf8_lossy(request));
+        assert_eq!(
+            status_of(&response),
+            400,
+            "{:?} -> {response}",
+            String::from_utf8_lossy(request)
+        );
     }
     assert!(b.seen().is_empty());
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_refused_while_the_others_keep_working() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&format!(
+        "{}defaults:\n  max_connections: 2\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&b])
+    ));
+    let mut first = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    let mut second = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    for client in [&mut first, &mut second] {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(status_of(&read_response(client).await), 200);
+    }
+    let mut third = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let refused = common::read_until_quiet(&mut third, QUIET).await;
+    assert!(
+        refused.is_empty(),
+        "the third connection was served: {refused}"
+    );
+    first
+        .write_all(b"GET /again HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        status_of(&read_response(&mut first).await),
+        200,
+        "open connections keep working"
+    );
+    let refused_count = proxy
+        .instance
+        .region
+        .listener_total(0, sluice::counters::ListenerCounter::ConnectionsRefused);
+    assert_eq!(refused_count, 1);
+}
+
+#[tokio::test]
+async fn out_of_descriptors_the_worker_backs_off_and_recovers() {
+    use std::os::unix::process::CommandExt;
+    let b = Backend::start("app").await;
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        format!("workers: 1\n{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n", upstreams_yaml(&[&b])),
+    )
+    .unwrap();
+    let mut command = common::processes::command(state.path());
+    command
+        .args(["run", "-c"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = rustix::process::Rlimit {
+                current: Some(64),
+                maximum: Some(64),
+            };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let line = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("sluice ready"))
+        .expect("ready line");
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr: SocketAddr = line
+        .split("web=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    // Hold far more connections than the worker has descriptors for.
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            held.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = raw_exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+            Duration::from_secs(2),
+        )
+        .await;
+        if response.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered after running out of descriptors"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for pid in std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.contains(&format!("--supervisor\0{}", child.id())) {
+            common::processes::signal(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
