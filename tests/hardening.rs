@@ -380,3 +380,27 @@ async fn out_of_descriptors_the_worker_backs_off_and_recovers() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_stalled_upstream_body_is_cut_at_idle_timeout() {
+    let addr = scripted(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nthe start of it",
+        false,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, "  idle_timeout: 400ms\n"));
+    let started = std::time::Instant::now();
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&response), 200);
+    assert!(response.ends_with("the start of it"), "{response:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(4),
+        "cut after {took:?}"
+    );
+}

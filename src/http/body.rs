@@ -84,14 +84,51 @@ impl BodyState {
     }
 }
 
+/// Fires when a stream made no progress for its timeout. One allocation
+/// per stream: the timer is re-armed, not rebuilt, after each frame.
+#[derive(Debug)]
+struct StallTimer {
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl StallTimer {
+    fn new(timeout: Duration) -> StallTimer {
+        StallTimer {
+            timeout,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    /// A frame arrived: the next wait starts a new period.
+    fn progressed(&mut self) {
+        self.armed = false;
+    }
+
+    /// Called when the stream is pending: `Ready` once it stalled too long.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = Instant::now() + self.timeout;
+        let timer = match (&mut self.timer, self.armed) {
+            (Some(timer), true) => timer,
+            (Some(timer), false) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            (slot @ None, _) => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.armed = true;
+        timer.as_mut().poll(cx)
+    }
+}
+
 /// A client's request body on its way upstream.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
-    timeout: Duration,
-    /// The stall timer, kept across frames and re-armed when a read waits.
-    timer: Option<Pin<Box<Sleep>>>,
-    armed: bool,
+    /// `body_timeout` between reads.
+    stall: StallTimer,
     remaining: Option<u64>,
     state: Rc<BodyState>,
 }
@@ -114,9 +151,7 @@ impl RequestBody {
         }
         RequestBody {
             inner,
-            timeout,
-            timer: None,
-            armed: false,
+            stall: StallTimer::new(timeout),
             remaining: limit,
             state,
         }
@@ -127,9 +162,7 @@ impl RequestBody {
         state.finish();
         RequestBody {
             inner: None,
-            timeout: Duration::ZERO,
-            timer: None,
-            armed: false,
+            stall: StallTimer::new(Duration::ZERO),
             remaining: None,
             state,
         }
@@ -156,7 +189,7 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.armed = false;
+                this.stall.progressed();
                 this.state.moved();
                 if let (Some(data), Some(remaining)) = (frame.data_ref(), this.remaining.as_mut()) {
                     let len = data.len() as u64;
@@ -184,17 +217,7 @@ impl Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                let timer = match (&mut this.timer, this.armed) {
-                    (Some(timer), true) => timer,
-                    (Some(timer), false) => {
-                        timer.as_mut().reset(deadline);
-                        timer
-                    }
-                    (slot @ None, _) => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                this.armed = true;
-                ready!(timer.as_mut().poll(cx));
+                ready!(this.stall.poll_expired(cx));
                 this.fail(ProxyError::BodyTimeout)
             }
         }
@@ -231,6 +254,9 @@ enum Kind {
         connection: Option<PooledConnection>,
         /// The request counts as in flight on its upstream until here.
         _active: ActiveGuard,
+        /// `idle_timeout` between frames: a stalled or trickling upstream
+        /// ends the response (the client sees it cut short).
+        stall: StallTimer,
     },
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -264,6 +290,7 @@ impl ResponseBody {
         active: ActiveGuard,
         request: Rc<BodyState>,
         switching_protocols: bool,
+        idle: Duration,
     ) -> ResponseBody {
         if switching_protocols {
             connection = None;
@@ -275,6 +302,7 @@ impl ResponseBody {
                 body,
                 connection,
                 _active: active,
+                stall: StallTimer::new(idle),
             },
             phase: None,
             request: Some(request),
@@ -330,9 +358,24 @@ impl Body for ResponseBody {
         match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
-                body, connection, ..
+                body,
+                connection,
+                stall,
+                ..
             } => {
-                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(frame) => {
+                        stall.progressed();
+                        frame
+                    }
+                    Poll::Pending => {
+                        ready!(stall.poll_expired(cx));
+                        *connection = None;
+                        return Poll::Ready(Some(Err(
+                            "upstream body stalled past idle_timeout".into()
+                        )));
+                    }
+                };
                 let ended = match &frame {
                     None => true,
                     Some(Err(_)) => {

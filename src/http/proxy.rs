@@ -291,7 +291,10 @@ async fn proxy(
                 upstream,
                 connection,
                 outgoing.build(upstream, request_body),
-                response_timeout,
+                AttemptTimeouts {
+                    response: response_timeout,
+                    idle: settings.idle_timeout,
+                },
                 guard,
                 &failure,
             )
@@ -392,6 +395,15 @@ enum Attempt {
     Invalid,
 }
 
+/// The deadlines of one attempt at an upstream.
+#[derive(Clone, Copy, Debug)]
+struct AttemptTimeouts {
+    /// No response head this long after the last request byte: 504.
+    response: Duration,
+    /// No response body frame this long: the response is cut.
+    idle: Duration,
+}
+
 /// Sends one attempt. `response_timeout` counts from the last part of the
 /// request body handed upstream: a long upload is not cut while it moves,
 /// and an upstream that stops reading it, or does not answer once it has
@@ -401,7 +413,7 @@ async fn send(
     upstream: &Upstream,
     mut connection: PooledConnection,
     request: Request<RequestBody>,
-    timeout: Duration,
+    timeouts: AttemptTimeouts,
     active: ActiveGuard,
     body: &Rc<BodyState>,
 ) -> Attempt {
@@ -411,7 +423,7 @@ async fn send(
     let reused = connection.reused;
     let answered = tokio::select! {
         answered = connection.sender.try_send_request(request) => answered,
-        () = body.stalled_for(timeout) => return Attempt::TimedOut,
+        () = body.stalled_for(timeouts.response) => return Attempt::TimedOut,
     };
     match answered {
         Ok(response) if !forwarding::response_framing_ok(response.headers()) => {
@@ -428,6 +440,7 @@ async fn send(
                 active,
                 Rc::clone(body),
                 switching,
+                timeouts.idle,
             );
             Attempt::Response(Response::from_parts(parts, response_body))
         }
