@@ -332,7 +332,7 @@ async fn proxy(
             }
         };
         if let Some(response) = sent {
-            return Ok(finish(response, client_upgrade, conn));
+            return Ok(finish(*response, client_upgrade, conn));
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
@@ -382,8 +382,8 @@ impl Outgoing<'_> {
 
 /// How one attempt to send went.
 enum Attempt {
-    /// A response head arrived.
-    Response(Response<ResponseBody>),
+    /// A response head arrived (boxed: far larger than the other cases).
+    Response(Box<Response<ResponseBody>>),
     /// The connection was closed before anything was written: the request
     /// body is handed back. `bool`: the connection came from the pool.
     Unsent(RequestBody, bool),
@@ -442,7 +442,7 @@ async fn send(
                 switching,
                 timeouts.idle,
             );
-            Attempt::Response(Response::from_parts(parts, response_body))
+            Attempt::Response(Box::new(Response::from_parts(parts, response_body)))
         }
         Err(mut error) => match error.take_message() {
             Some(request) => Attempt::Unsent(request.into_body(), reused),
