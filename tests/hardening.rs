@@ -103,6 +103,7 @@ async fn invalid_framing_from_a_backend_is_a_502() {
         &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!"[..],
         &b"HTTP/1.1 200 OK\r\nx-bad: a\0b\r\ncontent-length: 2\r\n\r\nok"[..],
         &b"NONSENSE\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\nok"[..],
     ] {
         let reply: &'static [u8] = Box::leak(reply.to_vec().into_boxed_slice());
         let proxy = Proxy::start(&config(scripted(reply, true).await, ""));
