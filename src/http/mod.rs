@@ -166,12 +166,9 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
-        let admitted = match worker.admit(&name) {
-            Ok(admitted) => admitted,
-            Err(Refusal::Full) => continue,
-            Err(Refusal::ListenerRemoved) => return,
-        };
+    while let Some((stream, client, admitted)) =
+        next_admitted(&listener, &worker, &name, &mut shutdown).await
+    {
         let config = &admitted.runtime.listeners[admitted.index];
         let (slot, settings) = (config.slot, config.settings);
         let _ = stream.set_nodelay(true);
@@ -228,6 +225,25 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
     };
     if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+/// The next connection admitted on listener `name` (see
+/// [`Worker::admit`]), or `None` once the listener stops: `shutdown`
+/// turned true or a reload removed it.
+pub async fn next_admitted(
+    listener: &TcpListener,
+    worker: &Rc<Worker>,
+    name: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr, Admitted)> {
+    loop {
+        let (stream, client) = next_connection(listener, shutdown).await?;
+        match worker.admit(name) {
+            Ok(admitted) => return Some((stream, client, admitted)),
+            Err(Refusal::Full) => continue,
+            Err(Refusal::ListenerRemoved) => return None,
+        }
     }
 }
 

@@ -28,8 +28,8 @@ use tokio::sync::watch;
 use crate::config::ProxyProtocolVersion;
 use crate::counters::{ActiveGuard, ListenerCounter, Row, UpstreamCounter};
 use crate::http::Worker;
+use crate::http::next_admitted;
 use crate::http::upstream::connect_tcp;
-use crate::http::{Refusal, next_connection};
 use crate::runtime::{Listener, ListenerKind, Runtime, TcpRoute, Upstream};
 use copy::{CopyError, CopyMode, Direction};
 use proxy_protocol::{ProxyHeader, ProxyHeaderError};
@@ -67,12 +67,9 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    while let Some((stream, client)) = next_connection(&listener, &mut shutdown).await {
-        let admitted = match worker.admit(&name) {
-            Ok(admitted) => admitted,
-            Err(Refusal::Full) => continue,
-            Err(Refusal::ListenerRemoved) => return,
-        };
+    while let Some((stream, client, admitted)) =
+        next_admitted(&listener, &worker, &name, &mut shutdown).await
+    {
         let (runtime, index) = (Arc::clone(&admitted.runtime), admitted.index);
         let row = worker.row.clone();
         let stopped = crate::http::drain_deadline(shutdown.clone(), runtime.drain_timeout);
