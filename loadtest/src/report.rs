@@ -21,8 +21,8 @@ pub struct Run {
     pub errors: u64,
     /// The proxy's CPU seconds per 100k requests (`None` for the direct backend).
     pub cpu_per_100k: Option<f64>,
-    /// Busy CPU seconds of the whole machine during the run not spent by the
-    /// measured proxy or wrk's own timing (other load; includes backend and wrk).
+    /// Busy CPU seconds of the whole machine during the run besides the
+    /// measured proxy: wrk, the backend, and any other load on the machine.
     pub machine_busy_s: Option<f64>,
 }
 
@@ -55,6 +55,9 @@ pub struct Summary {
     pub errors: u64,
     /// CPU seconds per 100k requests.
     pub cpu_per_100k: Figure,
+    /// Median busy CPU seconds of the machine per run besides the proxy
+    /// (wrk, backend, other load): a disturbed run shows up here.
+    pub other_busy_s: Option<f64>,
 }
 
 /// The median of `v` (mean of the middle two for an even count); `None` if empty.
@@ -119,6 +122,13 @@ pub fn summarise(runs: &[Run]) -> Vec<Summary> {
                 .map(|r| r.errors)
                 .sum(),
             cpu_per_100k: figure(runs, &s, &t, |r| r.cpu_per_100k),
+            other_busy_s: median(
+                &runs
+                    .iter()
+                    .filter(|r| r.scenario == s && r.target == t)
+                    .filter_map(|r| r.machine_busy_s)
+                    .collect::<Vec<_>>(),
+            ),
             scenario: s,
             target: t,
         })
@@ -139,16 +149,23 @@ fn cell(f: Figure, precision: usize) -> String {
 pub fn table(summaries: &[Summary]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} |\n",
-        "scenario", "target", "req/s (×nginx)", "p50 ms", "p99 ms", "errors", "CPU-s/100k req"
+        "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} | {:>11} |\n",
+        "scenario",
+        "target",
+        "req/s (×nginx)",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU-s/100k req",
+        "other CPU-s"
     ));
     out.push_str(&format!(
-        "|{:-<17}|{:-<10}|{:->20}|{:->17}|{:->17}|{:->8}|{:->20}|\n",
-        "", "", "", "", "", "", ""
+        "|{:-<17}|{:-<10}|{:->20}|{:->17}|{:->17}|{:->8}|{:->20}|{:->13}|\n",
+        "", "", "", "", "", "", "", ""
     ));
     for s in summaries {
         out.push_str(&format!(
-            "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} |\n",
+            "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} | {:>11} |\n",
             s.scenario,
             s.target,
             cell(s.rps, 0),
@@ -156,6 +173,8 @@ pub fn table(summaries: &[Summary]) -> String {
             cell(s.p99_ms, 2),
             s.errors,
             cell(s.cpu_per_100k, 2),
+            s.other_busy_s
+                .map_or("-".to_string(), |b| format!("{b:.1}")),
         ));
     }
     out

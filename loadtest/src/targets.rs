@@ -288,7 +288,7 @@ pub fn start_nginx(dir: &Path, backend: u16) -> Result<Target> {
 pub fn start_haproxy(dir: &Path, backend: u16) -> Result<Target> {
     let port = free_port()?;
     let conf = format!(
-        "global\n  nbthread 1\n  maxconn 10000\n\n\
+        "global\n  nbthread 1\n  maxconn 4000\n\n\
          defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n\
          \x20 timeout server 60s\n  option http-keep-alive\n  http-reuse always\n\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\n\
