@@ -93,15 +93,21 @@ fn parse_args() -> Result<Args> {
 
 /// Finds the sluice release binary: `--sluice`, `$SLUICE_BIN`,
 /// `$CARGO_TARGET_DIR/release/sluice`, then `<workspace>/target/release/sluice`.
+/// A path given explicitly (flag or variable) must exist: no silent fallback.
 fn find_sluice(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = explicit.or_else(|| std::env::var_os("SLUICE_BIN").map(PathBuf::from)) {
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "no sluice binary at {} (from --sluice or $SLUICE_BIN)",
+            p.display()
+        );
+    }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates: Vec<PathBuf> = explicit
+    let candidates: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| PathBuf::from(d).join("release").join("sluice"))
         .into_iter()
-        .chain(std::env::var_os("SLUICE_BIN").map(PathBuf::from))
-        .chain(
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(|d| PathBuf::from(d).join("release").join("sluice")),
-        )
         .chain([workspace.join("target").join("release").join("sluice")])
         .collect();
     candidates
