@@ -333,7 +333,14 @@ async fn out_of_descriptors_the_worker_backs_off_and_recovers() {
         .map(Result::unwrap)
         .find(|l| l.contains("sluice ready"))
         .expect("ready line");
-    std::thread::spawn(move || lines.for_each(drop));
+    let (log, backing_off) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("accept failed; backing off") {
+                let _ = log.send(());
+            }
+        }
+    });
     let addr: SocketAddr = line
         .split("web=")
         .nth(1)
@@ -351,7 +358,14 @@ async fn out_of_descriptors_the_worker_backs_off_and_recovers() {
             held.push(stream);
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran_out =
+        tokio::task::spawn_blocking(move || backing_off.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert!(
+        ran_out.is_ok(),
+        "the worker never ran out of descriptors, so nothing was tested"
+    );
     drop(held);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -142,27 +142,12 @@ fn spawn(name: &'static str, port: u16, mut cmd: Command, measure: bool) -> Resu
 pub fn start_backend(dir: &Path) -> Result<Target> {
     let port = free_port()?;
     if has_tool("nginx") {
-        let d = dir.join("backend");
-        std::fs::create_dir_all(&d)?;
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
-               proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
-               uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-               keepalive_requests 1000000;\n\
-               server {{\n    listen 127.0.0.1:{port} reuseport;\n\
-                 location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
-            pid = d.join("nginx.pid").display(),
-            err = d.join("error.log").display(),
-            d = d.display(),
+        let servers = format!(
+            "  server {{\n    listen 127.0.0.1:{port} reuseport;\n\
+               location / {{ return 200 \"ok\"; }}\n  }}\n"
         );
-        let conf_path = d.join("nginx.conf");
-        std::fs::write(&conf_path, conf)?;
-        let mut cmd = Command::new(find_tool("nginx").context("nginx")?);
-        cmd.arg("-p").arg(&d).arg("-c").arg(&conf_path);
         // The backend's CPU is not a figure, but record it for the direct row.
-        spawn("backend", port, cmd, true)
+        start_nginx_with(&dir.join("backend"), "backend", port, &servers)
     } else {
         start_hyper_backend(port)
     }
@@ -259,20 +244,27 @@ pub fn start_sluice(bin: &Path, dir: &Path, backend: u16) -> Result<Target> {
 /// the backend, no access log.
 pub fn start_nginx(dir: &Path, backend: u16) -> Result<Target> {
     let port = free_port()?;
-    let d = dir.join("nginx-proxy");
-    std::fs::create_dir_all(&d)?;
+    let servers = format!(
+        "  upstream backend {{\n    server 127.0.0.1:{backend};\n    keepalive 64;\n\
+           keepalive_requests 1000000;\n  }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n\
+           location / {{\n      proxy_pass http://backend;\n\
+             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n"
+    );
+    start_nginx_with(&dir.join("nginx-proxy"), "nginx", port, &servers)
+}
+
+/// Runs nginx in the foreground from its own folder `d`, with one worker,
+/// no access log, and `servers` (upstream and server blocks) in `http`.
+fn start_nginx_with(d: &Path, name: &'static str, port: u16, servers: &str) -> Result<Target> {
+    std::fs::create_dir_all(d)?;
     let conf = format!(
         "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
            proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
            uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-           keepalive_requests 1000000;\n\
-           upstream backend {{\n    server 127.0.0.1:{backend};\n    keepalive 64;\n\
-             keepalive_requests 1000000;\n  }}\n\
-           server {{\n    listen 127.0.0.1:{port};\n\
-             location / {{\n      proxy_pass http://backend;\n\
-               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+           keepalive_requests 1000000;\n{servers}}}\n",
         pid = d.join("nginx.pid").display(),
         err = d.join("error.log").display(),
         d = d.display(),
@@ -280,8 +272,8 @@ pub fn start_nginx(dir: &Path, backend: u16) -> Result<Target> {
     let conf_path = d.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
     let mut cmd = Command::new(find_tool("nginx").context("nginx")?);
-    cmd.arg("-p").arg(&d).arg("-c").arg(&conf_path);
-    spawn("nginx", port, cmd, true)
+    cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
+    spawn(name, port, cmd, true)
 }
 
 /// HAProxy in HTTP mode: 1 thread, `http-reuse always`, in the foreground.

@@ -498,7 +498,11 @@ fn apply_templates(
     if routes.headers.is_empty() {
         return;
     }
-    let request_id = conn.worker.next_request_id();
+    let request_id = if routes.needs_request_id {
+        conn.worker.next_request_id()
+    } else {
+        String::new()
+    };
     let vars = RequestVars {
         ip: conn.client.ip(),
         port: conn.client.port(),

@@ -130,6 +130,12 @@ impl HeaderTemplate {
         Ok(HeaderTemplate { name, value })
     }
 
+    /// Whether rendering needs a request id (so requests whose templates
+    /// do not use `$request_id` never pay for one).
+    pub fn uses_request_id(&self) -> bool {
+        matches!(&self.value, TemplateValue::Parts(parts) if parts.contains(&Part::Var(Variable::RequestId)))
+    }
+
     /// The value for one request. Variable values that would make an
     /// invalid header (CR, LF, NUL, other controls) are dropped from it.
     pub fn render(&self, vars: &RequestVars<'_>) -> HeaderValue {
@@ -188,6 +194,14 @@ mod tests {
         assert_eq!(t.render(&vars()), "sluice");
         let err = HeaderTemplate::compile(HeaderName::from_static("x"), "a $nope b").unwrap_err();
         assert_eq!(err.name, "nope");
+    }
+
+    #[test]
+    fn only_templates_with_request_id_need_one() {
+        let compile = |v| HeaderTemplate::compile(HeaderName::from_static("x"), v).unwrap();
+        assert!(compile("id=$request_id").uses_request_id());
+        assert!(!compile("$ip:$port").uses_request_id());
+        assert!(!compile("fixed").uses_request_id());
     }
 
     #[test]

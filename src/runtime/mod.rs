@@ -87,6 +87,8 @@ pub struct HttpRoutes {
     pub rules: Vec<Rule>,
     /// Headers set on every proxied request.
     pub headers: Vec<HeaderTemplate>,
+    /// Whether any of `headers` uses `$request_id`.
+    pub needs_request_id: bool,
     /// Where requests no rule matched are counted.
     pub no_rule: Metered,
 }
@@ -307,7 +309,7 @@ fn compile_http(
             })
         })
         .collect::<Result<_, CompileError>>()?;
-    let headers = http
+    let headers: Vec<HeaderTemplate> = http
         .headers
         .iter()
         .map(|h| HeaderTemplate::compile(h.name.clone(), &h.value))
@@ -316,10 +318,12 @@ fn compile_http(
             listener: listener.to_owned(),
             source,
         })?;
+    let needs_request_id = headers.iter().any(HeaderTemplate::uses_request_id);
     Ok(HttpRoutes {
         router,
         rules,
         headers,
+        needs_request_id,
         no_rule,
     })
 }
