@@ -10,6 +10,7 @@
 mod cpu;
 mod report;
 mod targets;
+mod tcp;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
@@ -48,10 +49,11 @@ struct Args {
 fn usage() -> String {
     format!(
         "usage: loadtest [SCENARIO...] [--reps N] [--json FILE] [--sluice PATH]\n\
-         scenarios: {} (default: all)\n\
+         scenarios: {}, {} (default: all)\n\
          the sluice binary: --sluice, else $SLUICE_BIN, else target/release/sluice\n\
          (under $CARGO_TARGET_DIR or the workspace); build it with `cargo build --release`",
-        SCENARIOS.join(", ")
+        SCENARIOS.join(", "),
+        tcp::SCENARIOS.join(", ")
     )
 }
 
@@ -78,12 +80,18 @@ fn parse_args() -> Result<Args> {
                 println!("{}", usage());
                 std::process::exit(0);
             }
-            s if SCENARIOS.contains(&s) => args.scenarios.push(s.to_string()),
+            s if SCENARIOS.contains(&s) || tcp::SCENARIOS.contains(&s) => {
+                args.scenarios.push(s.to_string())
+            }
             other => bail!("unknown argument {other:?}\n{}", usage()),
         }
     }
     if args.scenarios.is_empty() {
-        args.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        args.scenarios = SCENARIOS
+            .iter()
+            .chain(tcp::SCENARIOS)
+            .map(|s| s.to_string())
+            .collect();
     }
     if args.reps == 0 {
         bail!("--reps must be at least 1");
@@ -133,6 +141,7 @@ fn check_tools() -> bool {
         .iter()
         .filter(|(_, bin)| !targets::has_tool(bin))
         .map(|(pkg, _)| *pkg)
+        .chain(tcp::missing_packages())
         .collect();
     if !missing.is_empty() {
         eprintln!(
@@ -191,8 +200,13 @@ fn measure(scenario: &str, target: &Target, rep: u32, ticks: u64) -> Result<Run>
 }
 
 fn main() -> Result<()> {
-    let args = parse_args()?;
-    if !check_tools() {
+    let mut args = parse_args()?;
+    let (tcp_scenarios, http): (Vec<String>, Vec<String>) = args
+        .scenarios
+        .into_iter()
+        .partition(|s| tcp::SCENARIOS.contains(&s.as_str()));
+    args.scenarios = http;
+    if !check_tools() && !args.scenarios.is_empty() {
         bail!("wrk is required for the HTTP scenarios: sudo apt-get install wrk");
     }
     let sluice = find_sluice(args.sluice)?;
@@ -249,8 +263,16 @@ fn main() -> Result<()> {
         }
     }
 
+    let tcp_runs = tcp::run(&tcp_scenarios, args.reps, &sluice, dir.path());
+
     let summaries = report::summarise(&runs);
-    println!("{}", report::table(&summaries));
+    if !runs.is_empty() {
+        println!("{}", report::table(&summaries));
+    }
+    let tcp_summaries = tcp::report::summarise(&tcp_runs);
+    if !tcp_runs.is_empty() {
+        println!("{}", tcp::report::table(&tcp_summaries));
+    }
     if let Some(path) = args.json {
         let json = serde_json::json!({
             "seconds_per_run": SECONDS,
@@ -258,6 +280,8 @@ fn main() -> Result<()> {
             "reps": args.reps,
             "summaries": summaries,
             "runs": runs,
+            "tcp_summaries": tcp_summaries,
+            "tcp_runs": tcp_runs,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -22,6 +22,18 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target the caller started and saw ready (`child`, stopped on
+    /// drop), or one it does not own (`None`, e.g. a backend reached
+    /// directly): the TCP scenarios start and probe servers their own way.
+    pub fn new(name: &'static str, port: u16, child: Option<Child>, measure: bool) -> Target {
+        Target {
+            name,
+            port,
+            cpu_root: child.as_ref().filter(|_| measure).map(Child::id),
+            child,
+        }
+    }
+
     /// The URL wrk loads.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
