@@ -91,3 +91,64 @@ async fn nothing_moving_for_the_idle_timeout_ends_the_tunnel() {
     assert!(matches!(result, Err(CopyError::Idle(_))), "{result:?}");
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
+
+/// Write progress counts as activity: a client that reads a big reply
+/// more slowly than the idle timeout's worth keeps the tunnel open while
+/// the bytes drain to it, although nothing is read from the upstream for
+/// several idle timeouts (the pump holds a full pipe and waits for room).
+/// Small socket buffers on the client side make the pump's writes the
+/// bottleneck.
+#[tokio::test]
+async fn a_slow_reader_draining_a_reply_keeps_the_tunnel_open() {
+    const REPLY: usize = 384 * 1024;
+    const STEP: usize = 2 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = socket
+        .connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut client_inner, _) = listener.accept().await.unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&client_inner, 4096).unwrap();
+    let (mut upstream, mut upstream_inner) = pair().await;
+    let idle = Duration::from_millis(300);
+    let pump = bidirectional(
+        &mut client_inner,
+        &mut upstream_inner,
+        idle,
+        CopyMode::Adaptive,
+        &|_, _| {},
+    );
+    tokio::pin!(pump);
+    let reply: Vec<u8> = (0..REPLY).map(|i| (i % 251) as u8).collect();
+    let started = Instant::now();
+    let drive = async {
+        let (_, got) = tokio::join!(upstream.write_all(&reply), async {
+            let mut got = Vec::with_capacity(REPLY);
+            let mut step = vec![0u8; STEP];
+            while got.len() < REPLY {
+                let n = client.read(&mut step).await.unwrap();
+                assert!(n > 0, "end of stream after {} bytes", got.len());
+                got.extend_from_slice(&step[..n]);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            got
+        });
+        got
+    };
+    let got = tokio::select! {
+        result = &mut pump => panic!("the tunnel ended while its reply drained: {result:?}"),
+        got = drive => got,
+    };
+    assert!(got == reply, "the reply changed");
+    assert!(
+        started.elapsed() > idle * 3,
+        "the reader was not slow enough to test anything: {:?}",
+        started.elapsed()
+    );
+    client.shutdown().await.unwrap();
+    upstream.shutdown().await.unwrap();
+    let totals = pump.await.unwrap();
+    assert_eq!(totals.to_client, REPLY as u64);
+}

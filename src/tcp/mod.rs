@@ -15,6 +15,7 @@
 pub mod copy;
 pub mod proxy_protocol;
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -141,25 +142,52 @@ async fn tunnel(
         );
     }
     let (listener_slot, upstream_slot) = (listener.slot, upstream.slot);
+    let answered = Cell::new(false);
     let on_bytes = |direction, n| match direction {
         Direction::ToUpstream => {
             row.add_listener(listener_slot, ListenerCounter::ReceivedBytes, n);
             row.add_upstream(upstream_slot, UpstreamCounter::SentBytes, n);
         }
         Direction::ToClient => {
+            answered.set(true);
             row.add_listener(listener_slot, ListenerCounter::SentBytes, n);
             row.add_upstream(upstream_slot, UpstreamCounter::ReceivedBytes, n);
         }
     };
-    copy::bidirectional(
+    let copied = copy::bidirectional(
         &mut client,
         &mut server,
         listener.settings.idle_timeout,
         CopyMode::default(),
         &on_bytes,
     )
-    .await?;
+    .await;
+    if let Err(error) = &copied
+        && reset_before_answering(error, answered.get())
+    {
+        row.add_upstream(upstream_slot, UpstreamCounter::Resets, 1);
+    }
+    copied?;
     Ok(())
+}
+
+/// Whether a tunnel's end counts toward the upstream's `fall` (SPEC §5):
+/// the upstream reset the connection before sending back a single byte, as
+/// a server that accepts and then drops everything does (crashing,
+/// overloaded, a wrong process on the port). A reset after it answered
+/// ends one session that it was serving, which says nothing about the
+/// next one; HTTP counts a reset before a response the same way.
+fn reset_before_answering(error: &CopyError, answered: bool) -> bool {
+    let CopyError::Upstream(error) = error else {
+        return false;
+    };
+    let reset = matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    );
+    reset && !answered
 }
 
 /// The key `consistent-hash` uses on a TCP listener: the client IP's octets

@@ -38,9 +38,14 @@ impl Tcp {
             "listeners:\n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [{}]\n{listener}",
             ids.join(", ")
         ));
+        Tcp::from_yaml(&yaml)
+    }
+
+    /// sluice from a whole config with a tcp listener named `db`.
+    pub fn from_yaml(yaml: &str) -> Tcp {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.yaml");
-        std::fs::write(&path, &yaml).unwrap();
+        std::fs::write(&path, yaml).unwrap();
         let config =
             sluice::config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}\n{yaml}"));
         Tcp {
