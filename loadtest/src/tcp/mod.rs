@@ -6,10 +6,12 @@
 //! - [`process`]: starting a server and waiting until it listens.
 //! - [`proxies`]: the three proxies' TCP configs.
 //! - [`redis`], [`postgres`], [`iperf`]: one tool each: its backend, its
-//!   client run, and the parser of the client's output.
+//!   client run, and (redis, iperf) the parser of the client's output.
+//! - [`pgbench`]: the parser of pgbench's output.
 //! - [`report`]: medians, ratios to nginx and to the better peer, the table.
 
 mod iperf;
+mod pgbench;
 mod postgres;
 mod process;
 mod proxies;
