@@ -18,7 +18,7 @@ mod proxies;
 mod redis;
 pub mod report;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, bail};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -85,11 +85,11 @@ fn prepare(scenario: &str, dir: &Path) -> Result<(Backend, Vec<Case>)> {
     let missing = match scenario {
         "tcp-redis" => redis::missing(),
         "tcp-pgbench" => postgres::missing(),
-        _ if has_tool("iperf3") => Vec::new(),
-        _ => vec!["iperf3"],
+        "tcp-iperf3" if !has_tool("iperf3") => vec!["iperf3"],
+        _ => Vec::new(),
     };
     if !missing.is_empty() {
-        anyhow::bail!("missing: apt-get install {}", missing.join(" "));
+        bail!("missing: apt-get install {}", missing.join(" "));
     }
     Ok(match scenario {
         "tcp-redis" => (Backend::Process(redis::start_server(dir)?), redis::cases()),
@@ -98,7 +98,8 @@ fn prepare(scenario: &str, dir: &Path) -> Result<(Backend, Vec<Case>)> {
             let cases = postgres::cases(&cluster);
             (Backend::Postgres(cluster), cases)
         }
-        _ => (Backend::Process(iperf::start_server(dir)?), iperf::cases()),
+        "tcp-iperf3" => (Backend::Process(iperf::start_server(dir)?), iperf::cases()),
+        other => bail!("no TCP scenario {other:?}"),
     })
 }
 
@@ -112,7 +113,7 @@ fn targets(sluice: &Path, dir: &Path, backend: u16) -> Vec<Target> {
             if has_tool("nginx") {
                 proxies::start_nginx(dir, backend)
             } else {
-                Err(anyhow::anyhow!("nginx is not installed"))
+                Err(anyhow!("nginx is not installed"))
             },
         ),
         (
@@ -120,7 +121,7 @@ fn targets(sluice: &Path, dir: &Path, backend: u16) -> Vec<Target> {
             if has_tool("haproxy") {
                 proxies::start_haproxy(dir, backend)
             } else {
-                Err(anyhow::anyhow!("haproxy is not installed"))
+                Err(anyhow!("haproxy is not installed"))
             },
         ),
     ];
