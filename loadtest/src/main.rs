@@ -9,6 +9,7 @@
 
 mod cpu;
 mod report;
+mod soak;
 mod targets;
 mod wrk;
 
@@ -191,6 +192,9 @@ fn measure(scenario: &str, target: &Target, rep: u32, ticks: u64) -> Result<Run>
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        return soak::run(std::env::args().skip(2));
+    }
     let args = parse_args()?;
     if !check_tools() {
         bail!("wrk is required for the HTTP scenarios: sudo apt-get install wrk");
