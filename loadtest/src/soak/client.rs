@@ -121,8 +121,17 @@ async fn one_connection(
                 } else {
                     (b"GET / HTTP/1.1\r\nhost: soak\r\n\r\n", 0)
                 };
-                conn.send(request, body).await?;
-                conn.expect_ok(totals).await?;
+                let step = async {
+                    conn.send(request, body).await?;
+                    conn.expect_ok(totals).await
+                };
+                step.await.map_err(|e| {
+                    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+                    io::Error::new(
+                        e.kind(),
+                        format!("request {n}, {}: {e}", String::from_utf8_lossy(line)),
+                    )
+                })?;
             }
         }
         Kind::OneShot => {
