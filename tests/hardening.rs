@@ -419,3 +419,178 @@ async fn a_stalled_upstream_body_is_cut_at_idle_timeout() {
         "cut after {took:?}"
     );
 }
+
+/// Splits `stream` at `cuts` and writes the pieces 50 ms apart, so sluice
+/// reads them separately; reads until sluice closes (panics after 10 s of
+/// silence) and returns what came back.
+async fn pipelined(addr: SocketAddr, stream: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    let mut from = 0;
+    for &to in cuts.iter().chain([&stream.len()]) {
+        // Writes after sluice closed may fail; what came back decides.
+        let _ = client.write_all(&stream[from..to]).await;
+        from = to;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "sluice kept the connection open after {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// The statuses and bodies of the `Content-Length`-framed responses in
+/// `bytes`, in order.
+fn responses(mut bytes: &[u8]) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let body = &bytes[end + 4..(end + 4 + length).min(bytes.len())];
+        out.push((status_of(&head), String::from_utf8_lossy(body).into_owned()));
+        bytes = &bytes[(end + 4 + length).min(bytes.len())..];
+    }
+    assert!(bytes.is_empty(), "trailing bytes: {bytes:?}");
+    out
+}
+
+#[tokio::test]
+async fn every_pipelined_head_gets_the_framing_check() {
+    const GOOD: &str = "GET /good HTTP/1.1\r\nhost: a\r\n\r\n";
+    const TE_AND_CL: &str = "POST /bad HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    const TWO_LENGTHS: &str =
+        "POST /bad HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc";
+    const AFTER: &str = "GET /after HTTP/1.1\r\nhost: a\r\n\r\n";
+    let chunked_upload = "POST /chunked HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nb\r\n wide world\r\n0\r\nx-trailer: t\r\n\r\n";
+    let sized_upload = "POST /sized HTTP/1.1\r\nhost: a\r\ncontent-length: 11\r\n\r\nhello world";
+    // A body that looks like a bad head must not be taken for one.
+    let tricky_body = "content-length: 1\r\ntransfer-encoding: chunked\r\n\r\n";
+    let tricky_upload = format!(
+        "POST /tricky HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{tricky_body}",
+        tricky_body.len()
+    );
+
+    struct Case {
+        name: &'static str,
+        stream: String,
+        cuts: Vec<Vec<usize>>,
+        served: Vec<(&'static str, usize)>,
+    }
+    let good_then_bad = format!("{GOOD}{TE_AND_CL}{AFTER}");
+    let in_bad_name = GOOD.len() + TE_AND_CL.find("Encoding").unwrap();
+    let cases = [
+        Case {
+            name: "good then TE+CL in one write",
+            stream: good_then_bad.clone(),
+            cuts: vec![vec![]],
+            served: vec![("/good", 0)],
+        },
+        Case {
+            name: "good then TE+CL split in odd places",
+            stream: good_then_bad.clone(),
+            cuts: vec![
+                vec![7],
+                vec![GOOD.len() - 1],
+                vec![GOOD.len() + 3, in_bad_name],
+                vec![
+                    10,
+                    GOOD.len() + 30,
+                    in_bad_name + 2,
+                    good_then_bad.len() - 3,
+                ],
+            ],
+            served: vec![("/good", 0)],
+        },
+        Case {
+            name: "two goods then duplicate Content-Length",
+            stream: format!("{GOOD}{GOOD}{TWO_LENGTHS}{AFTER}"),
+            cuts: vec![vec![], vec![GOOD.len() + 5, 2 * GOOD.len() + 40]],
+            served: vec![("/good", 0), ("/good", 0)],
+        },
+        Case {
+            name: "chunked body then a bad head",
+            stream: format!("{chunked_upload}{TWO_LENGTHS}{AFTER}"),
+            cuts: vec![
+                vec![],
+                vec![70],
+                vec![chunked_upload.len() - 4, chunked_upload.len() + 2],
+            ],
+            served: vec![("/chunked", 16)],
+        },
+        Case {
+            name: "sized body then a bad head",
+            stream: format!("{sized_upload}{TE_AND_CL}{AFTER}"),
+            cuts: vec![
+                vec![],
+                vec![sized_upload.len() - 5],
+                vec![sized_upload.len() + 1],
+            ],
+            served: vec![("/sized", 11)],
+        },
+        Case {
+            name: "a body that looks like a bad head, then good heads",
+            stream: format!("{tricky_upload}{GOOD}{AFTER}"),
+            cuts: vec![vec![], vec![tricky_upload.len() - 10]],
+            served: vec![("/tricky", tricky_body.len()), ("/good", 0), ("/after", 0)],
+        },
+    ];
+    for case in cases {
+        for cuts in &case.cuts {
+            let b = Backend::start("app").await;
+            let proxy = Proxy::start(&format!(
+                "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+                upstreams_yaml(&[&b])
+            ));
+            let mut stream = case.stream.clone();
+            let refused = !case.served.iter().any(|(path, _)| *path == "/after");
+            if !refused {
+                // A clean stream ends with a request that closes.
+                stream.push_str("GET /last HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+            }
+            let got = responses(&pipelined(proxy.addr("web"), stream.as_bytes(), cuts).await);
+            let context = format!("{} cut at {cuts:?}: {got:?}", case.name);
+            let mut expected: Vec<u16> = vec![200; case.served.len()];
+            expected.push(if refused { 400 } else { 200 });
+            assert_eq!(
+                got.iter().map(|(status, _)| *status).collect::<Vec<_>>(),
+                expected,
+                "{context}"
+            );
+            for ((_, body), (path, _)) in got.iter().zip(&case.served) {
+                assert!(body.ends_with(path), "{context}");
+            }
+            if refused {
+                assert!(
+                    got.last().unwrap().1.contains("ambiguous message framing"),
+                    "{context}"
+                );
+            }
+            let mut seen: Vec<(String, usize)> =
+                b.seen().into_iter().map(|s| (s.uri, s.body_len)).collect();
+            if !refused {
+                assert_eq!(
+                    seen.pop().map(|s| s.0),
+                    Some("/last".to_owned()),
+                    "{context}"
+                );
+            }
+            let expected: Vec<(String, usize)> = case
+                .served
+                .iter()
+                .map(|(p, n)| ((*p).to_owned(), *n))
+                .collect();
+            assert_eq!(seen, expected, "the backend saw other requests: {context}");
+        }
+    }
+}

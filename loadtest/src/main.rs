@@ -9,6 +9,7 @@
 
 mod cpu;
 mod report;
+mod soak;
 mod targets;
 mod tcp;
 mod wrk;
@@ -200,6 +201,9 @@ fn measure(scenario: &str, target: &Target, rep: u32, ticks: u64) -> Result<Run>
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        return soak::run(std::env::args().skip(2));
+    }
     let mut args = parse_args()?;
     let (tcp_scenarios, http): (Vec<String>, Vec<String>) = args
         .scenarios

@@ -10,11 +10,14 @@
 //!   is complete (a `408` is written, then the connection closes);
 //! - `send_timeout` while the client does not read what we write.
 //!
-//! It also counts bytes in both directions into the worker's counter row.
+//! It also counts bytes in both directions into the worker's counter row,
+//! and runs every byte read through the framing scan
+//! ([`super::head_scan`]) before hyper sees it, so that each request head
+//! on the connection, pipelined or not, is checked.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -24,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::head_scan::{Framing, HeadScanner};
+use super::head_scan::FramingScan;
 use crate::counters::{ListenerCounter, Row};
 
 /// Where a client connection is in its request cycle.
@@ -49,8 +52,11 @@ pub enum Phase {
 pub struct PhaseCell {
     tag: AtomicU8,
     since_nanos: AtomicU64,
-    /// Set when the last request head had ambiguous framing.
-    ambiguous_framing: AtomicBool,
+    /// Request heads from the start of the connection whose framing the
+    /// socket's scan found clear (see [`FramingScan`]).
+    clear_heads: AtomicU64,
+    /// Requests the handler has taken so far.
+    requests: AtomicU64,
 }
 
 /// A connection's phase, shared by its socket and its request handler.
@@ -67,7 +73,8 @@ impl PhaseCell {
         let cell = Arc::new(PhaseCell {
             tag: AtomicU8::new(0),
             since_nanos: AtomicU64::new(0),
-            ambiguous_framing: AtomicBool::new(false),
+            clear_heads: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         });
         cell.set(phase);
         cell
@@ -84,9 +91,14 @@ impl PhaseCell {
         }
     }
 
-    /// Whether the head just read had ambiguous framing (and forgets it).
+    /// Called once per request hyper hands over, in order: whether its
+    /// head was not found clear by the raw scan (ambiguous framing, or a
+    /// head the scan could not reach), so it must be refused. The scan runs
+    /// on every read before hyper sees the bytes, so a clear head is always
+    /// counted by the time hyper parsed it.
     pub fn take_ambiguous_framing(&self) -> bool {
-        self.ambiguous_framing.swap(false, Ordering::Relaxed)
+        let index = self.requests.fetch_add(1, Ordering::Relaxed);
+        index >= self.clear_heads.load(Ordering::Relaxed)
     }
 
     /// Moves to `phase`.
@@ -130,7 +142,7 @@ pub struct ClientIo {
     listener: usize,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
-    head: HeadScanner,
+    framing: FramingScan,
 }
 
 impl ClientIo {
@@ -150,15 +162,21 @@ impl ClientIo {
             listener,
             read_timer: None,
             write_timer: None,
-            head: HeadScanner::default(),
+            framing: FramingScan::default(),
         };
         (io, phase)
     }
 
-    fn scan_head(&mut self, bytes: &[u8]) {
-        if self.head.feed(bytes) == Some(Framing::Ambiguous) {
-            self.phase.ambiguous_framing.store(true, Ordering::Relaxed);
+    /// Follows the request stream through bytes just read (not in a
+    /// tunnel, and not once the scan stopped).
+    fn scan(&mut self, bytes: &[u8]) {
+        if self.framing.stopped() {
+            return;
         }
+        self.framing.feed(bytes);
+        self.phase
+            .clear_heads
+            .store(self.framing.clear_heads(), Ordering::Relaxed);
     }
 
     /// The read deadline for the current phase, if any.
@@ -191,14 +209,11 @@ impl ClientIo {
                     self.row
                         .add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
                     match self.phase.get() {
-                        Phase::Idle(_) => {
-                            self.phase.set(Phase::Head(Instant::now()));
-                            self.head.reset();
-                            self.scan_head(&buf.filled()[before..]);
-                        }
-                        Phase::Head(_) => self.scan_head(&buf.filled()[before..]),
-                        Phase::Busy | Phase::Tunnel => {}
+                        Phase::Idle(_) => self.phase.set(Phase::Head(Instant::now())),
+                        Phase::Head(_) | Phase::Busy => {}
+                        Phase::Tunnel => return Poll::Ready(Ok(())),
                     }
+                    self.scan(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }

@@ -1,150 +1,178 @@
-//! A scan of raw request-head bytes for framing headers.
+//! Follows the raw request byte stream of a client connection and checks
+//! the framing headers of every request head on it.
 //!
 //! hyper resolves `Transfer-Encoding` + `Content-Length` the RFC 9112 way
 //! (chunked wins, the length is dropped) and silently merges identical
 //! duplicate `Content-Length`s, so the handler never sees them. sluice
-//! answers such requests 400 instead, as HAProxy does: this scanner counts
-//! those header lines as the bytes arrive, one `memchr` per line, and leaves
-//! a verdict for the handler.
+//! answers such requests 400 instead, as HAProxy does. To see every head,
+//! also the second one of a pipelined read or one that follows a body in
+//! the same buffer, [`FramingScan`] follows message framing exactly as
+//! hyper does: head, then a body of `Content-Length` bytes or a chunked
+//! body, then the next head.
+//!
+//! It counts the heads whose framing is clear, from the start of the
+//! connection; at the first head that is not (or bytes hyper could not
+//! parse either) it stops following, so every later request counts as
+//! unchecked and is refused. Costs per read: one `memchr` per head line,
+//! one per chunk-size line, nothing per body byte; no allocation.
+//!
+//! - [`head`]: the header lines of one head.
+//! - [`chunked`]: a chunked body, to find where it ends.
 
-/// Longest header-name prefix we need to see: `transfer-encoding:`.
-const PREFIX: usize = 18;
+pub mod chunked;
+pub mod head;
 
-/// Counts framing headers in one request head at a time.
-#[derive(Debug, Default)]
-pub struct HeadScanner {
-    prefix: [u8; PREFIX],
-    prefix_len: usize,
-    seen_request_line: bool,
-    content_length: u8,
-    transfer_encoding: u8,
-    done: bool,
+use chunked::{ChunkedScan, Progress};
+use head::{Framing, HeadScan};
+
+/// Where the scan is in the request stream.
+#[derive(Debug)]
+enum Stage {
+    /// Inside a request head (or before its first byte).
+    Head(HeadScan),
+    /// Inside a `Content-Length` body with this many bytes left.
+    Length(u64),
+    /// Inside a chunked body.
+    Chunked(ChunkedScan),
+    /// A head was refused or the stream could not be followed: nothing
+    /// after this point is checked.
+    Stopped,
 }
 
-/// What the scan of one head found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// At most one framing header.
-    Clear,
-    /// Several `Content-Length`s, several `Transfer-Encoding`s, or both kinds.
-    Ambiguous,
+/// Follows one connection's request stream and counts its clear heads.
+#[derive(Debug)]
+pub struct FramingScan {
+    stage: Stage,
+    clear: u64,
 }
 
-impl HeadScanner {
-    /// Starts over for a new request head.
-    pub fn reset(&mut self) {
-        *self = HeadScanner::default();
+impl Default for FramingScan {
+    fn default() -> Self {
+        FramingScan {
+            stage: Stage::Head(HeadScan::default()),
+            clear: 0,
+        }
+    }
+}
+
+impl FramingScan {
+    /// How many request heads, counted from the start of the connection,
+    /// were complete and had clear framing. Request `k` (from 0) may be
+    /// served only if `k` is below this.
+    pub fn clear_heads(&self) -> u64 {
+        self.clear
     }
 
-    /// Feeds bytes that arrived; returns the verdict once the head ended.
-    /// Bytes after the end of the head (a body) are ignored.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Option<Framing> {
-        while !self.done && !bytes.is_empty() {
-            match memchr::memchr(b'\n', bytes) {
-                Some(at) => {
-                    self.keep_prefix(&bytes[..at]);
-                    bytes = &bytes[at + 1..];
-                    if let Some(verdict) = self.end_line() {
-                        return Some(verdict);
-                    }
+    /// Whether the scan stopped: a head was refused or the bytes could not
+    /// be followed (hyper rejects those too and closes).
+    pub fn stopped(&self) -> bool {
+        matches!(self.stage, Stage::Stopped)
+    }
+
+    /// Feeds the bytes of one read, in the order they arrived.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (used, next) = match &mut self.stage {
+                Stage::Head(head) => match head.feed(bytes) {
+                    (used, None) => (used, None),
+                    (used, Some(framing)) => (used, Some(self.after_head(framing))),
+                },
+                Stage::Length(left) => {
+                    let used = usize::try_from(*left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                    *left -= used as u64;
+                    let next = (*left == 0).then(|| Stage::Head(HeadScan::default()));
+                    (used, next)
                 }
-                None => {
-                    self.keep_prefix(bytes);
-                    bytes = &[];
-                }
+                Stage::Chunked(body) => match body.feed(bytes) {
+                    (used, Progress::More) => (used, None),
+                    (used, Progress::Done) => (used, Some(Stage::Head(HeadScan::default()))),
+                    (used, Progress::Invalid) => (used, Some(Stage::Stopped)),
+                },
+                Stage::Stopped => return,
+            };
+            bytes = &bytes[used..];
+            if let Some(next) = next {
+                self.stage = next;
             }
         }
-        None
     }
 
-    fn keep_prefix(&mut self, bytes: &[u8]) {
-        let take = bytes.len().min(PREFIX - self.prefix_len);
-        self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&bytes[..take]);
-        self.prefix_len += take;
-    }
-
-    fn end_line(&mut self) -> Option<Framing> {
-        let line = &self.prefix[..self.prefix_len];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let empty = line.is_empty();
-        if self.seen_request_line {
-            if empty {
-                self.done = true;
-                let ambiguous = self.content_length + self.transfer_encoding > 1;
-                return Some(if ambiguous {
-                    Framing::Ambiguous
-                } else {
-                    Framing::Clear
-                });
-            }
-            if starts_with_name(line, b"content-length") {
-                self.content_length = self.content_length.saturating_add(1);
-            } else if starts_with_name(line, b"transfer-encoding") {
-                self.transfer_encoding = self.transfer_encoding.saturating_add(1);
-            }
-        } else if !empty {
-            self.seen_request_line = true;
+    /// The stage after a head with `framing` ended (and counts it).
+    fn after_head(&mut self, framing: Framing) -> Stage {
+        if framing == Framing::Refused {
+            return Stage::Stopped;
         }
-        self.prefix_len = 0;
-        None
+        self.clear += 1;
+        match framing {
+            Framing::Length(length) if length > 0 => Stage::Length(length),
+            Framing::Chunked => Stage::Chunked(ChunkedScan::default()),
+            _ => Stage::Head(HeadScan::default()),
+        }
     }
-}
-
-/// Whether a header line starts with `name` followed by `:` or whitespace
-/// (hyper rejects the whitespace form itself).
-fn starts_with_name(line: &[u8], name: &[u8]) -> bool {
-    line.len() > name.len()
-        && line[..name.len()].eq_ignore_ascii_case(name)
-        && matches!(line[name.len()], b':' | b' ' | b'\t')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn scan_in_pieces(head: &[u8], piece: usize) -> Option<Framing> {
-        let mut scanner = HeadScanner::default();
-        head.chunks(piece).find_map(|chunk| scanner.feed(chunk))
+    fn clear_in_pieces(stream: &[u8], piece: usize) -> (u64, bool) {
+        let mut scan = FramingScan::default();
+        for chunk in stream.chunks(piece) {
+            scan.feed(chunk);
+        }
+        (scan.clear_heads(), scan.stopped())
     }
 
     #[test]
-    fn verdicts_whatever_the_read_sizes() {
-        let cases: [(&[u8], Framing); 7] = [
-            (b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", Framing::Clear),
-            (b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc", Framing::Clear),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Framing::Clear),
-            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", Framing::Ambiguous),
-            (b"POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n", Framing::Ambiguous),
-            (b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\nTRANSFER-ENCODING: chunked\r\n\r\n", Framing::Ambiguous),
-            (b"\r\nPOST / HTTP/1.1\nx-content-length: 3\ncontent-length: 3\n\n", Framing::Clear),
+    fn every_head_of_a_pipelined_stream_is_checked_whatever_the_read_sizes() {
+        let cases: [(&[u8], u64, bool); 7] = [
+            (b"GET / HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\n", 2, false),
+            (
+                b"GET / HTTP/1.1\r\nhost: a\r\n\r\nPOST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+                1,
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\ncontent-length: 44\r\n\r\nGET / HTTP/1.1\r\ncontent-length: 1\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+                2,
+                false,
+            ),
+            (
+                b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nx-t: 1\r\n\r\nGET / HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n",
+                1,
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\nGET / HTTP/1.1\n\n",
+                2,
+                false,
+            ),
+            (
+                b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloX\r\n",
+                1,
+                true,
+            ),
+            (b"GET / HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n", 1, false),
         ];
-        for (head, expected) in cases {
-            for piece in [1, 2, 5, 17, 1000] {
+        for (stream, clear, stopped) in cases {
+            for piece in [1, 2, 3, 7, 16, 10_000] {
                 assert_eq!(
-                    scan_in_pieces(head, piece),
-                    Some(expected),
+                    clear_in_pieces(stream, piece),
+                    (clear, stopped),
                     "{:?} in pieces of {piece}",
-                    String::from_utf8_lossy(head)
+                    String::from_utf8_lossy(stream)
                 );
             }
         }
     }
 
     #[test]
-    fn body_bytes_after_the_head_are_ignored() {
-        let mut scanner = HeadScanner::default();
-        let verdict =
-            scanner.feed(b"POST / HTTP/1.1\r\ncontent-length: 40\r\n\r\ncontent-length: 1\r\n\r\n");
-        assert_eq!(verdict, Some(Framing::Clear));
-        assert_eq!(scanner.feed(b"transfer-encoding: chunked\r\n\r\n"), None);
-    }
-
-    #[test]
-    fn an_unfinished_head_has_no_verdict() {
-        let mut scanner = HeadScanner::default();
-        assert_eq!(
-            scanner.feed(b"GET / HTTP/1.1\r\ncontent-length: 1\r\ncontent-len"),
-            None
-        );
+    fn a_body_that_looks_like_a_head_is_skipped() {
+        let body = b"GET /x HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n";
+        let mut stream =
+            format!("POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        stream.extend_from_slice(body);
+        stream.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(clear_in_pieces(&stream, 5), (2, false));
     }
 }

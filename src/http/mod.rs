@@ -7,7 +7,7 @@
 //! - [`forwarding`]: request checks and header rewriting.
 //! - [`upstream`]: upstream connections and their keep-alive pool.
 //! - [`body`]: streaming request and response bodies.
-//! - [`head_scan`]: framing headers counted in the raw request head.
+//! - [`head_scan`]: the raw request stream followed, every head checked.
 //! - [`static_files`], [`tunnel`], [`hash_key`], [`error`].
 
 pub mod body;
