@@ -1,6 +1,9 @@
 //! Starting the backend and the targets under test, each on its own free
-//! loopback port with its config in a temporary directory.
+//! loopback port with its config in its own temporary folder, pinned or
+//! not, and stopping them again.
 
+use crate::configs::{self, Workers};
+use crate::pin::{Pinning, Role};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,7 +25,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// The URL wrk loads.
+    /// The URL the load generator loads.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
@@ -115,8 +118,8 @@ fn probe(addr: SocketAddr) -> bool {
 }
 
 /// Spawns `cmd` with stdout discarded and stderr piped, waits until it
-/// serves, and wraps it as a target whose CPU is measured.
-fn spawn(name: &'static str, port: u16, mut cmd: Command, measure: bool) -> Result<Target> {
+/// serves, and wraps it as a target whose CPU and memory are measured.
+fn spawn(name: &'static str, port: u16, mut cmd: Command) -> Result<Target> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -132,24 +135,153 @@ fn spawn(name: &'static str, port: u16, mut cmd: Command, measure: bool) -> Resu
     Ok(Target {
         name,
         port,
-        cpu_root: measure.then_some(pid),
+        cpu_root: Some(pid),
         child: Some(child),
     })
 }
 
-/// The backend: nginx answering `200 ok` if installed, else a small hyper
-/// server on a thread of this process.
-pub fn start_backend(dir: &Path) -> Result<Target> {
-    let port = free_port()?;
-    if has_tool("nginx") {
-        let servers = format!(
-            "  server {{\n    listen 127.0.0.1:{port} reuseport;\n\
-               location / {{ return 200 \"ok\"; }}\n  }}\n"
-        );
-        // The backend's CPU is not a figure, but record it for the direct row.
-        start_nginx_with(&dir.join("backend"), "backend", port, &servers)
-    } else {
-        start_hyper_backend(port)
+/// The proxies under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The release binary of this workspace.
+    Sluice,
+    /// nginx as a reverse proxy.
+    Nginx,
+    /// HAProxy in HTTP mode.
+    Haproxy,
+}
+
+impl Kind {
+    /// Every proxy, in table order.
+    pub const ALL: [Kind; 3] = [Kind::Sluice, Kind::Nginx, Kind::Haproxy];
+
+    /// The target's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sluice => "sluice",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+
+    /// Whether the tool it needs is installed (sluice's binary is checked at start).
+    pub fn installed(self) -> bool {
+        match self {
+            Kind::Sluice => true,
+            Kind::Nginx => has_tool("nginx"),
+            Kind::Haproxy => has_tool("haproxy"),
+        }
+    }
+}
+
+/// How a scenario's servers are started: where their files go, how many
+/// workers they run and on which CPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The sluice binary.
+    pub sluice: &'a Path,
+    /// The folder under which each server gets its own.
+    pub dir: &'a Path,
+    /// One worker each, or each server's default.
+    pub workers: Workers,
+    /// CPUs of the proxy and of the backend.
+    pub pinning: Pinning,
+}
+
+impl Launch<'_> {
+    /// A fresh folder for one server.
+    fn folder(&self, name: &str, port: u16) -> Result<PathBuf> {
+        let d = self.dir.join(format!("{name}-{port}"));
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        Ok(d)
+    }
+
+    /// The backend: nginx answering `200 ok` if installed (on the load CPU
+    /// when pinned), else a small hyper server on a thread of this process.
+    pub fn backend(&self) -> Result<Target> {
+        let port = free_port()?;
+        if has_tool("nginx") {
+            let d = self.folder("backend", port)?;
+            self.nginx(
+                Role::Load,
+                "backend",
+                port,
+                &d,
+                &configs::backend_servers(port),
+            )
+        } else {
+            start_hyper_backend(port)
+        }
+    }
+
+    /// Starts one proxy in front of the backend on port `backend`.
+    pub fn proxy(&self, kind: Kind, backend: u16) -> Result<Target> {
+        let port = free_port()?;
+        let d = self.folder(kind.name(), port)?;
+        match kind {
+            Kind::Sluice => {
+                let path = d.join("sluice.yaml");
+                std::fs::write(&path, configs::sluice(self.workers, port, backend))?;
+                let mut cmd = self.pinning.command(Role::Proxy, self.sluice);
+                cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "warn");
+                spawn("sluice", port, cmd)
+            }
+            Kind::Nginx => {
+                let servers = configs::nginx_proxy_servers(port, backend);
+                self.nginx(Role::Proxy, "nginx", port, &d, &servers)
+            }
+            Kind::Haproxy => {
+                let path = d.join("haproxy.cfg");
+                std::fs::write(&path, configs::haproxy(self.workers, port, backend))?;
+                let bin = find_tool("haproxy").context("haproxy")?;
+                let mut cmd = self.pinning.command(Role::Proxy, bin);
+                cmd.arg("-db").arg("-f").arg(&path);
+                spawn("haproxy", port, cmd)
+            }
+        }
+    }
+
+    /// The backend, then the targets: the backend directly and every
+    /// installed proxy in front of it. The backend is returned so it lives
+    /// (and is stopped) with the targets.
+    pub fn all(&self) -> Result<(Target, Vec<Target>)> {
+        let backend = self.backend()?;
+        let mut targets = vec![direct(&backend)];
+        targets.extend(self.proxies(backend.port));
+        Ok((backend, targets))
+    }
+
+    /// Every installed proxy that starts, printing and skipping the others.
+    pub fn proxies(&self, backend: u16) -> Vec<Target> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| k.installed())
+            .filter_map(|k| match self.proxy(k, backend) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("skipping {}: {e:#}", k.name());
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// nginx in the foreground from folder `d` with `servers` in `http`.
+    fn nginx(
+        &self,
+        role: Role,
+        name: &'static str,
+        port: u16,
+        d: &Path,
+        servers: &str,
+    ) -> Result<Target> {
+        let conf_path = d.join("nginx.conf");
+        std::fs::write(&conf_path, configs::nginx(self.workers, d, servers))?;
+        let mut cmd = self
+            .pinning
+            .command(role, find_tool("nginx").context("nginx")?);
+        cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
+        spawn(name, port, cmd)
     }
 }
 
@@ -219,76 +351,4 @@ pub fn direct(backend: &Target) -> Target {
         cpu_root: None,
         child: None,
     }
-}
-
-/// sluice with one worker, no health checks, one HTTP listener routing
-/// everything to the backend.
-pub fn start_sluice(bin: &Path, dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let conf = format!(
-        "workers: 1\n\
-         defaults:\n  health_check:\n    kind: none\n\
-         upstreams:\n  - id: backend\n    address: 127.0.0.1:{backend}\n\
-         listeners:\n  - name: http\n    listen: 127.0.0.1:{port}\n    mode: http\n\
-         \x20   rules:\n      - name: all\n        path: /*\n        upstreams: [backend]\n"
-    );
-    let path = dir.join("sluice.yaml");
-    std::fs::write(&path, conf)?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("run").arg("-c").arg(&path);
-    cmd.env("RUST_LOG", "warn");
-    spawn("sluice", port, cmd, true)
-}
-
-/// nginx as a reverse proxy: 1 worker, upstream keep-alive 64, HTTP/1.1 to
-/// the backend, no access log.
-pub fn start_nginx(dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let servers = format!(
-        "  upstream backend {{\n    server 127.0.0.1:{backend};\n    keepalive 64;\n\
-           keepalive_requests 1000000;\n  }}\n\
-         server {{\n    listen 127.0.0.1:{port};\n\
-           location / {{\n      proxy_pass http://backend;\n\
-             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n"
-    );
-    start_nginx_with(&dir.join("nginx-proxy"), "nginx", port, &servers)
-}
-
-/// Runs nginx in the foreground from its own folder `d`, with one worker,
-/// no access log, and `servers` (upstream and server blocks) in `http`.
-fn start_nginx_with(d: &Path, name: &'static str, port: u16, servers: &str) -> Result<Target> {
-    std::fs::create_dir_all(d)?;
-    let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
-           proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
-           uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-           keepalive_requests 1000000;\n{servers}}}\n",
-        pid = d.join("nginx.pid").display(),
-        err = d.join("error.log").display(),
-        d = d.display(),
-    );
-    let conf_path = d.join("nginx.conf");
-    std::fs::write(&conf_path, conf)?;
-    let mut cmd = Command::new(find_tool("nginx").context("nginx")?);
-    cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
-    spawn(name, port, cmd, true)
-}
-
-/// HAProxy in HTTP mode: 1 thread, `http-reuse always`, in the foreground.
-pub fn start_haproxy(dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let conf = format!(
-        "global\n  nbthread 1\n  maxconn 4000\n\n\
-         defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n\
-         \x20 timeout server 60s\n  option http-keep-alive\n  http-reuse always\n\n\
-         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\n\
-         backend be\n  server s1 127.0.0.1:{backend}\n"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, conf)?;
-    let mut cmd = Command::new(find_tool("haproxy").context("haproxy")?);
-    cmd.arg("-db").arg("-f").arg(&path);
-    spawn("haproxy", port, cmd, true)
 }
