@@ -57,21 +57,20 @@ pub fn nginx_proxy_servers(port: u16, backend: u16) -> String {
 }
 
 /// A whole nginx config in the foreground, running from folder `d`, with no
-/// access log and `servers` in `http`.
-pub fn nginx(workers: Workers, d: &Path, servers: &str) -> String {
+/// access log and `servers` in `http`; its workers may open `open_files`.
+pub fn nginx(workers: Workers, open_files: u64, d: &Path, servers: &str) -> String {
     let workers = match workers {
         Workers::One => "1",
         Workers::Auto => "auto",
     };
     format!(
-        "daemon off;\nworker_processes {workers};\nworker_rlimit_nofile {files};\n\
+        "daemon off;\nworker_processes {workers};\nworker_rlimit_nofile {open_files};\n\
          pid {pid};\nerror_log {err} warn;\n\
          events {{ worker_connections {MAX_CONNECTIONS}; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
            proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
            uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
            keepalive_requests 1000000;\n{servers}}}\n",
-        files = 2 * MAX_CONNECTIONS,
         pid = d.join("nginx.pid").display(),
         err = d.join("error.log").display(),
         d = d.display(),
@@ -79,21 +78,29 @@ pub fn nginx(workers: Workers, d: &Path, servers: &str) -> String {
 }
 
 /// HAProxy in HTTP mode with `http-reuse always`: one thread, or its
-/// default. Its global `maxconn` is left to HAProxy, which derives it from
-/// the open-files limit (a fixed one it cannot get descriptors for is fatal).
-pub fn haproxy(workers: Workers, port: u16, backend: u16) -> String {
+/// default. It refuses to start unless it has two descriptors per
+/// `maxconn` (client and server side), so with `open_files` below
+/// [`OPEN_FILES`] its `maxconn` is what that limit allows.
+pub fn haproxy(workers: Workers, open_files: u64, port: u16, backend: u16) -> String {
     let threads = match workers {
-        Workers::One => "global\n  nbthread 1\n\n",
+        Workers::One => "  nbthread 1\n",
         Workers::Auto => "",
     };
+    let maxconn = haproxy_maxconn(open_files);
     format!(
-        "{threads}\
+        "global\n{threads}  maxconn {maxconn}\n\n\
          defaults\n  mode http\n  maxconn {MAX_CONNECTIONS}\n  timeout connect 2s\n\
          \x20 timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n\
          \x20 http-reuse always\n\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\n\
          backend be\n  server s1 127.0.0.1:{backend}\n"
     )
+}
+
+/// The most connections HAProxy starts with under `open_files` descriptors
+/// (it needs `2 × maxconn + 14`), at most [`MAX_CONNECTIONS`].
+pub fn haproxy_maxconn(open_files: u64) -> u64 {
+    (open_files.saturating_sub(14) / 2).min(MAX_CONNECTIONS.into())
 }
 
 #[cfg(test)]
@@ -105,19 +112,27 @@ mod tests {
         assert!(sluice(Workers::One, 1, 2).starts_with("workers: 1\n"));
         assert!(sluice(Workers::Auto, 1, 2).starts_with("workers: auto\n"));
         let d = Path::new("/tmp/x");
-        assert!(nginx(Workers::One, d, "").contains("worker_processes 1;"));
-        assert!(nginx(Workers::Auto, d, "").contains("worker_processes auto;"));
-        assert!(haproxy(Workers::One, 1, 2).starts_with("global\n  nbthread 1\n"));
-        assert!(!haproxy(Workers::Auto, 1, 2).contains("nbthread"));
+        assert!(nginx(Workers::One, OPEN_FILES, d, "").contains("worker_processes 1;"));
+        assert!(nginx(Workers::Auto, OPEN_FILES, d, "").contains("worker_processes auto;"));
+        assert!(haproxy(Workers::One, OPEN_FILES, 1, 2).contains("nbthread 1"));
+        assert!(!haproxy(Workers::Auto, OPEN_FILES, 1, 2).contains("nbthread"));
     }
 
     #[test]
     fn every_target_allows_ten_thousand_idle_connections() {
         let limit = format!("{MAX_CONNECTIONS}");
         assert!(sluice(Workers::One, 1, 2).contains(&format!("max_connections: {limit}")));
-        let n = nginx(Workers::One, Path::new("/tmp/x"), "");
+        let n = nginx(Workers::One, OPEN_FILES, Path::new("/tmp/x"), "");
         assert!(n.contains(&format!("worker_connections {limit};")));
-        assert!(n.contains("worker_rlimit_nofile"));
-        assert!(haproxy(Workers::One, 1, 2).contains(&format!("maxconn {limit}")));
+        assert!(n.contains(&format!("worker_rlimit_nofile {OPEN_FILES};")));
+        let h = haproxy(Workers::One, OPEN_FILES, 1, 2);
+        assert!(h.contains(&format!("global\n  nbthread 1\n  maxconn {limit}\n")));
+    }
+
+    #[test]
+    fn haproxy_maxconn_fits_the_open_files_limit() {
+        assert_eq!(haproxy_maxconn(OPEN_FILES), u64::from(MAX_CONNECTIONS));
+        assert_eq!(haproxy_maxconn(20_000), 9_993);
+        assert_eq!(haproxy_maxconn(10), 0);
     }
 }

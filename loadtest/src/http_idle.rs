@@ -10,7 +10,7 @@ use crate::mem::{self, Memory};
 use crate::report::{Column, Values};
 use crate::reps;
 use crate::scenario::{Ctx, Outcome, Scenario};
-use crate::targets::{Kind, Launch, Target};
+use crate::targets::{Kind, Target};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -63,12 +63,7 @@ pub const IDLE: Scenario = Scenario {
 /// memory freed by an earlier repetition cannot hide growth).
 fn run(ctx: &Ctx) -> Result<Outcome> {
     limits::raise_open_files(CONNECTIONS as u64 + 1024)?;
-    let launch = Launch {
-        sluice: ctx.sluice,
-        dir: ctx.dir,
-        workers: Workers::One,
-        pinning: ctx.pinning,
-    };
+    let launch = ctx.launch(Workers::One, ctx.pinning);
     let backend = launch.backend()?;
     let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.installed()).collect();
     let runs = reps::measure_all(

@@ -10,7 +10,7 @@ use crate::pin::Role;
 use crate::report::Values;
 use crate::reps;
 use crate::scenario::{Ctx, Outcome, Scenario};
-use crate::targets::{Launch, Target};
+use crate::targets::Target;
 use anyhow::Result;
 use std::time::Duration;
 
@@ -33,12 +33,7 @@ pub const RATE: Scenario = Scenario {
 
 /// Starts the backend and the proxies, measures them all, stops them.
 fn run(ctx: &Ctx) -> Result<Outcome> {
-    let launch = Launch {
-        sluice: ctx.sluice,
-        dir: ctx.dir,
-        workers: Workers::One,
-        pinning: ctx.pinning,
-    };
+    let launch = ctx.launch(Workers::One, ctx.pinning);
     let (_backend, targets) = launch.all()?;
     let runs = reps::measure_all(
         RATE.name,

@@ -8,7 +8,7 @@ use crate::cpu::Sample;
 use crate::pin::{Pinning, Role};
 use crate::report::{Column, Values};
 use crate::scenario::{Ctx, Outcome, Scenario};
-use crate::targets::{Launch, Target};
+use crate::targets::Target;
 use crate::{reps, wrk};
 use anyhow::Result;
 
@@ -57,12 +57,7 @@ pub const KEEPALIVE_AUTO: Scenario = Scenario {
 
 /// Starts the backend and the proxies, measures them all, stops them.
 fn run(ctx: &Ctx, name: &str, workers: Workers, pinning: Pinning, close: bool) -> Result<Outcome> {
-    let launch = Launch {
-        sluice: ctx.sluice,
-        dir: ctx.dir,
-        workers,
-        pinning,
-    };
+    let launch = ctx.launch(workers, pinning);
     let (_backend, targets) = launch.all()?;
     let runs = reps::measure_all(
         name,

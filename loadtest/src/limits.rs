@@ -29,3 +29,8 @@ pub fn raise_open_files(need: u64) -> Result<u64> {
     }
     Ok(wanted)
 }
+
+/// The current soft open-files limit.
+pub fn open_files() -> u64 {
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}

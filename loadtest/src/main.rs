@@ -179,10 +179,14 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let args = parse_args()?;
     report_missing_tools();
-    match limits::raise_open_files(configs::OPEN_FILES) {
-        Ok(n) => eprintln!("open files limit: {n}"),
-        Err(e) => eprintln!("{e:#}; servers get fewer connections"),
-    }
+    let open_files = limits::raise_open_files(configs::OPEN_FILES).unwrap_or_else(|e| {
+        eprintln!("{e:#}");
+        limits::open_files()
+    });
+    eprintln!(
+        "open files limit {open_files}: HAProxy gets maxconn {}",
+        configs::haproxy_maxconn(open_files)
+    );
     let sluice = find_sluice(args.sluice)?;
     eprintln!("sluice binary: {}", sluice.display());
     let dir = tempfile::Builder::new()
@@ -201,6 +205,7 @@ fn main() -> Result<()> {
         reps: args.reps,
         pinning,
         ticks: cpu::clock_ticks(),
+        open_files,
     };
 
     let mut done: Vec<(&Scenario, Outcome)> = Vec::new();
@@ -244,6 +249,7 @@ fn main() -> Result<()> {
             "reps": args.reps,
             "cpus": cpus,
             "pinning": pinning,
+            "open_files": open_files,
             "seconds": seconds,
             "scenarios": scenarios_json,
             "goals": goals,

@@ -3,8 +3,10 @@
 //! over the repetitions and stops it again. New scenarios (HTTP, TCP,
 //! soak) are one entry in `main.rs`'s table.
 
+use crate::configs::Workers;
 use crate::pin::Pinning;
 use crate::report::{Column, Run};
+use crate::targets::Launch;
 use anyhow::Result;
 use std::path::Path;
 
@@ -21,6 +23,21 @@ pub struct Ctx<'a> {
     pub pinning: Pinning,
     /// Clock ticks per second, for `/proc` CPU times.
     pub ticks: u64,
+    /// The harness's open-files limit, which the servers inherit.
+    pub open_files: u64,
+}
+
+impl Ctx<'_> {
+    /// How to start this run's servers with `workers` and `pinning`.
+    pub fn launch(&self, workers: Workers, pinning: Pinning) -> Launch<'_> {
+        Launch {
+            sluice: self.sluice,
+            dir: self.dir,
+            workers,
+            pinning,
+            open_files: self.open_files,
+        }
+    }
 }
 
 /// What a scenario measured.

@@ -186,6 +186,8 @@ pub struct Launch<'a> {
     pub workers: Workers,
     /// CPUs of the proxy and of the backend.
     pub pinning: Pinning,
+    /// The open-files limit the servers inherit.
+    pub open_files: u64,
 }
 
 impl Launch<'_> {
@@ -232,7 +234,10 @@ impl Launch<'_> {
             }
             Kind::Haproxy => {
                 let path = d.join("haproxy.cfg");
-                std::fs::write(&path, configs::haproxy(self.workers, port, backend))?;
+                std::fs::write(
+                    &path,
+                    configs::haproxy(self.workers, self.open_files, port, backend),
+                )?;
                 let bin = find_tool("haproxy").context("haproxy")?;
                 let mut cmd = self.pinning.command(Role::Proxy, bin);
                 cmd.arg("-db").arg("-f").arg(&path);
@@ -276,7 +281,10 @@ impl Launch<'_> {
         servers: &str,
     ) -> Result<Target> {
         let conf_path = d.join("nginx.conf");
-        std::fs::write(&conf_path, configs::nginx(self.workers, d, servers))?;
+        std::fs::write(
+            &conf_path,
+            configs::nginx(self.workers, self.open_files, d, servers),
+        )?;
         let mut cmd = self
             .pinning
             .command(role, find_tool("nginx").context("nginx")?);
