@@ -97,10 +97,12 @@ pub fn haproxy(workers: Workers, open_files: u64, port: u16, backend: u16) -> St
     )
 }
 
-/// The most connections HAProxy starts with under `open_files` descriptors
-/// (it needs `2 × maxconn + 14`), at most [`MAX_CONNECTIONS`].
+/// The most connections HAProxy starts with under `open_files`
+/// descriptors, at most [`MAX_CONNECTIONS`]: it needs two per connection
+/// plus its own (14 with one thread, more per thread), for which 256 are
+/// left.
 pub fn haproxy_maxconn(open_files: u64) -> u64 {
-    (open_files.saturating_sub(14) / 2).min(MAX_CONNECTIONS.into())
+    (open_files.saturating_sub(256) / 2).min(MAX_CONNECTIONS.into())
 }
 
 #[cfg(test)]
@@ -132,7 +134,7 @@ mod tests {
     #[test]
     fn haproxy_maxconn_fits_the_open_files_limit() {
         assert_eq!(haproxy_maxconn(OPEN_FILES), u64::from(MAX_CONNECTIONS));
-        assert_eq!(haproxy_maxconn(20_000), 9_993);
+        assert_eq!(haproxy_maxconn(20_000), 9_872);
         assert_eq!(haproxy_maxconn(10), 0);
     }
 }

@@ -160,7 +160,7 @@ pub fn table(goals: &[Goal], mode: impl Fn(&str) -> Option<String>) -> String {
         out.push_str(&format!(
             "| {} | {} | {} {} | {result} | {scenario} |\n",
             g.goal,
-            g.measured.map_or("-".to_string(), |m| format!("{m:.2}")),
+            g.measured.map_or("-".to_string(), |m| format!("{m:.3}")),
             if g.at_most { "≤" } else { "≥" },
             g.limit,
         ));

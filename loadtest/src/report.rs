@@ -112,11 +112,12 @@ fn figure(runs: &[Run], mine: &[&Run], c: &Column) -> Figure {
     }
 }
 
-/// Summaries of every (scenario, target) pair of the kept runs, in
-/// first-seen order.
+/// Summaries of every (scenario, target) pair of the kept runs, in the
+/// order first measured (replaced runs included, so a re-run of the first
+/// repetition does not reorder the table).
 pub fn summarise(runs: &[Run], columns: &[Column]) -> Vec<Summary> {
     let mut keys: Vec<(&str, &str)> = Vec::new();
-    for r in runs.iter().filter(|r| r.kept) {
+    for r in runs {
         let k = (r.scenario.as_str(), r.target.as_str());
         if !keys.contains(&k) {
             keys.push(k);
@@ -288,6 +289,22 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].reps, s[0].reruns), (1, 1));
         assert_eq!(s[0].figures["rps"].median, Some(100.0));
+    }
+
+    #[test]
+    fn rows_keep_the_order_first_measured() {
+        let mut first = run("direct", 0, &[("rps", 1.0)]);
+        first.kept = false;
+        let runs = [
+            first,
+            run("nginx", 0, &[("rps", 1.0)]),
+            run("direct", 0, &[("rps", 2.0)]),
+        ];
+        let order: Vec<String> = summarise(&runs, &[RPS])
+            .into_iter()
+            .map(|s| s.target)
+            .collect();
+        assert_eq!(order, ["direct", "nginx"]);
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub struct Target {
     pub name: &'static str,
     /// Where it listens.
     pub port: u16,
-    /// PID whose process tree's CPU time is measured; `None` for the direct
-    /// backend (no proxy to measure).
+    /// PID whose process tree's CPU time and memory are measured; `None`
+    /// for the direct backend (no proxy to measure).
     pub cpu_root: Option<u32>,
     /// The child process, killed on drop; `None` for the in-process backend.
     child: Option<Child>,
