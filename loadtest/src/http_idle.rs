@@ -73,7 +73,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         ctx.reps,
         |k| {
             let proxy = launch.proxy(*k, backend.port)?;
-            measure(&proxy)
+            measure(&proxy).map_err(|e| proxy.explain(e))
         },
     );
     Ok(Outcome {

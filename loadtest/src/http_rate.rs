@@ -40,7 +40,7 @@ fn run(ctx: &Ctx) -> Result<Outcome> {
         &targets,
         |t| t.name,
         ctx.reps,
-        |t| measure(ctx, t),
+        |t| measure(ctx, t).map_err(|e| t.explain(e)),
     );
     Ok(Outcome {
         mode: format!(

@@ -64,7 +64,7 @@ fn run(ctx: &Ctx, name: &str, workers: Workers, pinning: Pinning, close: bool) -
         &targets,
         |t| t.name,
         ctx.reps,
-        |t| measure(ctx.ticks, pinning, t, close),
+        |t| measure(ctx.ticks, pinning, t, close).map_err(|e| t.explain(e)),
     );
     Ok(Outcome {
         mode: pinning.describe(),

@@ -22,12 +22,43 @@ pub struct Target {
     pub cpu_root: Option<u32>,
     /// The child process, killed on drop; `None` for the in-process backend.
     child: Option<Child>,
+    /// Where the child's stderr goes.
+    log: Option<PathBuf>,
 }
 
 impl Target {
     /// The URL the load generator loads.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Adds to a failed measurement's error whether the server has exited,
+    /// and the end of its stderr, so a crash is not mistaken for load.
+    pub fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        let Some(pid) = self.cpu_root else {
+            return error;
+        };
+        let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with(|c| c != 'Z')))
+            .unwrap_or(false);
+        let log = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        error.context(format!(
+            "{} (pid {pid}) is {}; its stderr ends: {}",
+            self.name,
+            if running {
+                "running"
+            } else {
+                "no longer running"
+            },
+            tail.join(" / ")
+        ))
     }
 }
 
@@ -73,16 +104,13 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Waits until `GET /` on `port` answers `200`, or fails after 10 s
-/// (including whatever `child` printed if it exited).
-fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
+/// (including whatever `child` wrote to `log` if it exited).
+fn wait_ready(name: &str, port: u16, child: &mut Child, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.as_mut() {
-                let _ = e.read_to_string(&mut err);
-            }
+            let err = std::fs::read_to_string(log).unwrap_or_default();
             bail!("{name} exited at start-up ({status}): {err}");
         }
         if probe(addr) {
@@ -117,26 +145,28 @@ fn probe(addr: SocketAddr) -> bool {
     buf[..n].starts_with(b"HTTP/1.1 200")
 }
 
-/// Spawns `cmd` with stdout discarded and stderr piped, waits until it
-/// serves, and wraps it as a target whose CPU and memory are measured.
-fn spawn(name: &'static str, port: u16, mut cmd: Command) -> Result<Target> {
+/// Spawns `cmd` with stdout discarded and stderr to `stderr.log` in
+/// folder `d`, waits until it serves, and wraps it as a target whose CPU
+/// and memory are measured.
+fn spawn(name: &'static str, port: u16, d: &Path, mut cmd: Command) -> Result<Target> {
+    let log = d.join("stderr.log");
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(file));
     let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-    if let Err(e) = wait_ready(name, port, &mut child) {
+    if let Err(e) = wait_ready(name, port, &mut child, &log) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
     }
-    // Stop piping stderr once it is up, so a chatty server cannot block on a full pipe.
-    drop(child.stderr.take());
-    let pid = child.id();
     Ok(Target {
         name,
         port,
-        cpu_root: Some(pid),
+        cpu_root: Some(child.id()),
         child: Some(child),
+        log: Some(log),
     })
 }
 
@@ -226,7 +256,7 @@ impl Launch<'_> {
                 std::fs::write(&path, configs::sluice(self.workers, port, backend))?;
                 let mut cmd = self.pinning.command(Role::Proxy, self.sluice);
                 cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "warn");
-                spawn("sluice", port, cmd)
+                spawn("sluice", port, &d, cmd)
             }
             Kind::Nginx => {
                 let servers = configs::nginx_proxy_servers(port, backend);
@@ -241,7 +271,7 @@ impl Launch<'_> {
                 let bin = find_tool("haproxy").context("haproxy")?;
                 let mut cmd = self.pinning.command(Role::Proxy, bin);
                 cmd.arg("-db").arg("-f").arg(&path);
-                spawn("haproxy", port, cmd)
+                spawn("haproxy", port, &d, cmd)
             }
         }
     }
@@ -289,7 +319,7 @@ impl Launch<'_> {
             .pinning
             .command(role, find_tool("nginx").context("nginx")?);
         cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
-        spawn(name, port, cmd)
+        spawn(name, port, d, cmd)
     }
 }
 
@@ -348,6 +378,7 @@ fn start_hyper_backend(port: u16) -> Result<Target> {
         port,
         cpu_root: None,
         child: None,
+        log: None,
     })
 }
 
@@ -358,5 +389,6 @@ pub fn direct(backend: &Target) -> Target {
         port: backend.port,
         cpu_root: None,
         child: None,
+        log: None,
     }
 }
