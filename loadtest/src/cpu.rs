@@ -1,32 +1,10 @@
-//! CPU time of a process tree, from `/proc/PID/stat`.
+//! CPU time: the proxy's (its whole process tree) and the machine's, read
+//! before and after a run and turned into CPU-s per 100k requests and the
+//! "other CPU-s" that shows a disturbed run.
 
+use crate::proc_tree;
+use crate::report::Values;
 use std::fs;
-
-/// The fields of one `/proc/PID/stat` line this harness needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    /// The process's parent.
-    pub ppid: u32,
-    /// User-mode CPU time, in clock ticks.
-    pub utime: u64,
-    /// Kernel-mode CPU time, in clock ticks.
-    pub stime: u64,
-}
-
-/// Parses a `/proc/PID/stat` line. The command name (field 2) is in
-/// parentheses and may itself contain spaces and `)`, so fields are counted
-/// from the last `)`.
-pub fn parse_stat(line: &str) -> Option<Stat> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state (field 3) is index 0, ppid (4) index 1,
-    // utime (14) index 11, stime (15) index 12.
-    Some(Stat {
-        ppid: fields.get(1)?.parse().ok()?,
-        utime: fields.get(11)?.parse().ok()?,
-        stime: fields.get(12)?.parse().ok()?,
-    })
-}
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux if that fails).
 pub fn clock_ticks() -> u64 {
@@ -39,45 +17,11 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// Every live process in `/proc` with its stat.
-fn all_processes() -> Vec<(u32, Stat)> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let line = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Some((pid, parse_stat(&line)?))
-    })
-    .collect()
-}
-
-/// The PIDs of `root` and all its descendants, given `(pid, ppid)` pairs.
-pub fn tree(root: u32, procs: &[(u32, u32)]) -> Vec<u32> {
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            procs
-                .iter()
-                .filter(|&&(pid, ppid)| ppid == parent && pid != parent)
-                .map(|&(pid, _)| pid),
-        );
-        i += 1;
-    }
-    found
-}
-
 /// Total utime+stime, in seconds, of `root` and all its descendants now
 /// (e.g. sluice's supervisor and workers, nginx's master and workers).
 pub fn tree_cpu_seconds(root: u32, ticks_per_second: u64) -> f64 {
-    let procs = all_processes();
-    let pairs: Vec<(u32, u32)> = procs.iter().map(|(p, s)| (*p, s.ppid)).collect();
-    let pids = tree(root, &pairs);
-    let ticks: u64 = procs
+    let ticks: u64 = proc_tree::snapshot(root)
         .iter()
-        .filter(|(p, _)| pids.contains(p))
         .map(|(_, s)| s.utime + s.stime)
         .sum();
     ticks as f64 / ticks_per_second as f64
@@ -103,41 +47,73 @@ pub fn parse_machine_busy(text: &str) -> Option<u64> {
     Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
 }
 
+/// The proxy's and the machine's CPU counters at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// CPU seconds of the proxy's process tree; `None` without a proxy.
+    proxy: Option<f64>,
+    /// Busy CPU seconds of the machine.
+    busy: Option<f64>,
+}
+
+impl Sample {
+    /// Reads both counters now; `root` is the proxy's PID, if any.
+    pub fn now(root: Option<u32>, ticks: u64) -> Sample {
+        Sample {
+            proxy: root.map(|pid| tree_cpu_seconds(pid, ticks)),
+            busy: machine_busy_seconds(ticks),
+        }
+    }
+
+    /// Adds `cpu_per_100k` (the proxy's CPU seconds per 100k of `requests`)
+    /// and `other_cpu_s` (the machine's busy seconds besides the proxy's:
+    /// load generator, backend and anything else) between `self` and `end`.
+    pub fn record(&self, end: &Sample, requests: u64, values: &mut Values) {
+        let proxy = self.proxy.zip(end.proxy).map(|(a, b)| b - a);
+        if let Some(c) = proxy.filter(|_| requests > 0) {
+            values.insert("cpu_per_100k".into(), c * 100_000.0 / requests as f64);
+        }
+        if let Some((a, b)) = self.busy.zip(end.busy) {
+            values.insert("other_cpu_s".into(), b - a - proxy.unwrap_or(0.0));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_stat_with_odd_name() {
-        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
-                    57 23 0 0 20 0 1 0 12345 1000000 200 18446744073709551615";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                ppid: 1,
-                utime: 57,
-                stime: 23
-            })
-        );
-    }
-
-    #[test]
-    fn rejects_truncated_stat() {
-        assert_eq!(parse_stat("1 (x) S 1 2 3"), None);
-        assert_eq!(parse_stat("no parenthesis"), None);
-    }
-
-    #[test]
-    fn finds_descendants() {
-        let procs = [(10, 1), (11, 10), (12, 10), (13, 11), (20, 1)];
-        let mut t = tree(10, &procs);
-        t.sort();
-        assert_eq!(t, vec![10, 11, 12, 13]);
-    }
-
-    #[test]
     fn parses_machine_busy() {
         let text = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 1 2 3 4\n";
         assert_eq!(parse_machine_busy(text), Some(100 + 5 + 50 + 3 + 2 + 1));
+    }
+
+    #[test]
+    fn records_cpu_per_100k_and_other_load() {
+        let a = Sample {
+            proxy: Some(10.0),
+            busy: Some(100.0),
+        };
+        let b = Sample {
+            proxy: Some(12.0),
+            busy: Some(107.0),
+        };
+        let mut v = Values::new();
+        a.record(&b, 200_000, &mut v);
+        assert_eq!(v["cpu_per_100k"], 1.0);
+        assert_eq!(v["other_cpu_s"], 5.0);
+    }
+
+    #[test]
+    fn direct_runs_have_no_proxy_cpu() {
+        let a = Sample {
+            proxy: None,
+            busy: Some(1.0),
+        };
+        let mut v = Values::new();
+        a.record(&a, 10, &mut v);
+        assert!(!v.contains_key("cpu_per_100k"));
+        assert_eq!(v["other_cpu_s"], 0.0);
     }
 }

@@ -1,23 +1,39 @@
-//! `cargo run -p loadtest --release -- [scenarios] [--reps N] [--json FILE]`
+//! `cargo run -p loadtest --release -- [SCENARIO...] [--reps N] [--json FILE] [--no-pin]`
 //!
 //! Starts a fast backend, then sluice, nginx and HAProxy in front of it
-//! with equivalent configs (1 worker each, loopback, free ports), drives
-//! the same wrk load at each in turn (and at the backend directly),
-//! alternating the order over repetitions, and prints medians with ratios
-//! to nginx from the same repetition. Installs and builds nothing: it runs
-//! the sluice binary from the workspace's `target/release`.
+//! with equivalent configs (loopback, free ports), drives the same load at
+//! each in turn (and at the backend directly), alternating the order over
+//! repetitions, and prints one table per scenario with medians and ratios
+//! to nginx from the same repetition, then issue 9's targets for sluice.
+//! Installs and builds nothing: it runs the workspace's sluice release binary.
 
+mod columns;
+mod configs;
 mod cpu;
+mod disturb;
+mod goals;
+mod h2load;
+mod http_idle;
+mod http_rate;
+mod http_wrk;
+mod idle_client;
+mod limits;
+mod mem;
+mod pin;
+mod proc_tree;
 mod report;
+mod reps;
+mod scenario;
 mod soak;
 mod targets;
 mod tcp;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
-use report::Run;
+use pin::Pinning;
+use scenario::{Ctx, Outcome, Scenario};
 use std::path::PathBuf;
-use targets::Target;
+use std::time::Instant;
 
 /// The apt packages the full harness (issue 9) wants, and a binary each provides.
 const PACKAGES: &[(&str, &str)] = &[
@@ -29,41 +45,66 @@ const PACKAGES: &[(&str, &str)] = &[
     ("redis-tools", "redis-benchmark"),
     ("iperf3", "iperf3"),
     ("postgresql", "pgbench"),
+    ("util-linux", "taskset"),
 ];
 
-/// The scenarios this version runs.
-const SCENARIOS: &[&str] = &["http-keepalive", "http-close"];
+/// Every scenario, in the order they run. A new scenario is one line here.
+const SCENARIOS: &[Scenario] = &[
+    http_wrk::KEEPALIVE,
+    http_wrk::CLOSE,
+    http_rate::RATE,
+    http_wrk::KEEPALIVE_AUTO,
+    http_idle::IDLE,
+];
 
-/// Seconds per wrk run.
-const SECONDS: u32 = 4;
-/// wrk connections.
-const CONNECTIONS: u32 = 50;
+/// Repetitions per target unless `--reps` says otherwise.
+const DEFAULT_REPS: u32 = 5;
 
 /// Parsed command line.
 struct Args {
-    scenarios: Vec<String>,
+    scenarios: Vec<&'static Scenario>,
+    /// TCP scenarios ([`tcp::SCENARIOS`]): they run after the HTTP ones,
+    /// with their own backends, cases and table.
+    tcp_scenarios: Vec<String>,
     reps: u32,
     json: Option<PathBuf>,
     sluice: Option<PathBuf>,
+    no_pin: bool,
 }
 
 fn usage() -> String {
+    let list: Vec<String> = SCENARIOS
+        .iter()
+        .map(|s| format!("  {:<20} {}", s.name, s.about))
+        .chain(
+            tcp::SCENARIOS
+                .iter()
+                .map(|s| format!("  {s:<20} TCP passthrough (see loadtest/README.md)")),
+        )
+        .chain([format!(
+            "  {:<20} alone, as `loadtest soak [--quick]`: RSS and descriptors after 1M requests",
+            "soak"
+        )])
+        .collect();
     format!(
-        "usage: loadtest [SCENARIO...] [--reps N] [--json FILE] [--sluice PATH]\n\
-         scenarios: {}, {} (default: all)\n\
+        "usage: loadtest [SCENARIO...] [--reps N] [--json FILE] [--sluice PATH] [--no-pin]\n\
+         scenarios (default: all):\n{}\n\
+         --reps N     repetitions per target (default {DEFAULT_REPS})\n\
+         --no-pin     do not pin the proxy to one CPU and the load to another\n\
          the sluice binary: --sluice, else $SLUICE_BIN, else target/release/sluice\n\
          (under $CARGO_TARGET_DIR or the workspace); build it with `cargo build --release`",
-        SCENARIOS.join(", "),
-        tcp::SCENARIOS.join(", ")
+        list.join("\n")
     )
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         scenarios: Vec::new(),
-        reps: 3,
+        tcp_scenarios: Vec::new(),
+        reps: DEFAULT_REPS,
         json: None,
         sluice: None,
+        no_pin: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -77,22 +118,21 @@ fn parse_args() -> Result<Args> {
             }
             "--json" => args.json = Some(it.next().context("--json needs a file")?.into()),
             "--sluice" => args.sluice = Some(it.next().context("--sluice needs a path")?.into()),
+            "--no-pin" => args.no_pin = true,
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
             }
-            s if SCENARIOS.contains(&s) || tcp::SCENARIOS.contains(&s) => {
-                args.scenarios.push(s.to_string())
-            }
-            other => bail!("unknown argument {other:?}\n{}", usage()),
+            name if tcp::SCENARIOS.contains(&name) => args.tcp_scenarios.push(name.into()),
+            name => match SCENARIOS.iter().find(|s| s.name == name) {
+                Some(s) => args.scenarios.push(s),
+                None => bail!("unknown argument {name:?}\n{}", usage()),
+            },
         }
     }
-    if args.scenarios.is_empty() {
-        args.scenarios = SCENARIOS
-            .iter()
-            .chain(tcp::SCENARIOS)
-            .map(|s| s.to_string())
-            .collect();
+    if args.scenarios.is_empty() && args.tcp_scenarios.is_empty() {
+        args.scenarios = SCENARIOS.iter().collect();
+        args.tcp_scenarios = tcp::SCENARIOS.iter().map(|s| s.to_string()).collect();
     }
     if args.reps == 0 {
         bail!("--reps must be at least 1");
@@ -136,8 +176,8 @@ fn find_sluice(explicit: Option<PathBuf>) -> Result<PathBuf> {
         })
 }
 
-/// Prints which wanted apt packages are missing; returns whether wrk exists.
-fn check_tools() -> bool {
+/// Prints which wanted apt packages are missing.
+fn report_missing_tools() {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .filter(|(_, bin)| !targets::has_tool(bin))
@@ -151,139 +191,95 @@ fn check_tools() -> bool {
             missing.join(" ")
         );
     }
-    targets::has_tool("wrk")
-}
-
-/// Starts a target, printing and skipping it if it fails.
-fn try_start(name: &str, r: Result<Target>) -> Option<Target> {
-    match r {
-        Ok(t) => {
-            eprintln!("started {name} on 127.0.0.1:{}", t.port);
-            Some(t)
-        }
-        Err(e) => {
-            eprintln!("skipping {name}: {e:#}");
-            None
-        }
-    }
-}
-
-/// One wrk run at `target`, with the proxy's CPU time and the machine's busy
-/// time read before and after.
-fn measure(scenario: &str, target: &Target, rep: u32, ticks: u64) -> Result<Run> {
-    let cpu_now = || target.cpu_root.map(|pid| cpu::tree_cpu_seconds(pid, ticks));
-    let (cpu0, busy0) = (cpu_now(), cpu::machine_busy_seconds(ticks));
-    let w = wrk::run(
-        &target.url(),
-        CONNECTIONS,
-        SECONDS,
-        scenario == "http-close",
-    )?;
-    let (cpu1, busy1) = (cpu_now(), cpu::machine_busy_seconds(ticks));
-    let proxy_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
-    let cpu_per_100k = proxy_cpu
-        .filter(|_| w.requests > 0)
-        .map(|c| c * 100_000.0 / w.requests as f64);
-    let machine_busy_s = busy0
-        .zip(busy1)
-        .map(|(a, b)| b - a - proxy_cpu.unwrap_or(0.0));
-    Ok(Run {
-        scenario: scenario.to_string(),
-        target: target.name.to_string(),
-        rep,
-        rps: w.rps,
-        p50_ms: w.p50_ms,
-        p99_ms: w.p99_ms,
-        errors: w.errors,
-        cpu_per_100k,
-        machine_busy_s,
-    })
 }
 
 fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("soak") {
         return soak::run(std::env::args().skip(2));
     }
-    let mut args = parse_args()?;
-    let (tcp_scenarios, http): (Vec<String>, Vec<String>) = args
-        .scenarios
-        .into_iter()
-        .partition(|s| tcp::SCENARIOS.contains(&s.as_str()));
-    args.scenarios = http;
-    if !check_tools() && !args.scenarios.is_empty() {
-        bail!("wrk is required for the HTTP scenarios: sudo apt-get install wrk");
-    }
+    let started = Instant::now();
+    let args = parse_args()?;
+    report_missing_tools();
+    let open_files = limits::raise_open_files(configs::OPEN_FILES).unwrap_or_else(|e| {
+        eprintln!("{e:#}");
+        limits::open_files()
+    });
+    eprintln!(
+        "open files limit {open_files}: HAProxy gets maxconn {}",
+        configs::haproxy_maxconn(open_files)
+    );
     let sluice = find_sluice(args.sluice)?;
     eprintln!("sluice binary: {}", sluice.display());
     let dir = tempfile::Builder::new()
         .prefix("sluice-loadtest-")
         .tempdir()
         .context("creating a temp dir")?;
+    let cpus = pin::allowed_cpus();
+    let pinning = Pinning::choose(&cpus, args.no_pin || !pin::has_taskset());
+    eprintln!(
+        "CPUs {cpus:?}; per-core scenarios run {}",
+        pinning.describe()
+    );
+    let ctx = Ctx {
+        sluice: &sluice,
+        dir: dir.path(),
+        reps: args.reps,
+        pinning,
+        ticks: cpu::clock_ticks(),
+        open_files,
+    };
 
-    let backend = targets::start_backend(dir.path())?;
-    eprintln!("backend on 127.0.0.1:{}", backend.port);
-    let mut list: Vec<Target> = vec![targets::direct(&backend)];
-    list.extend(try_start(
-        "sluice",
-        targets::start_sluice(&sluice, dir.path(), backend.port),
-    ));
-    if targets::has_tool("nginx") {
-        list.extend(try_start(
-            "nginx",
-            targets::start_nginx(dir.path(), backend.port),
-        ));
-    }
-    if targets::has_tool("haproxy") {
-        list.extend(try_start(
-            "haproxy",
-            targets::start_haproxy(dir.path(), backend.port),
-        ));
-    }
-
-    let ticks = cpu::clock_ticks();
-    let mut runs = Vec::new();
-    for scenario in &args.scenarios {
-        for rep in 0..args.reps {
-            // Rotate the order each repetition so no target always runs first or last.
-            let n = list.len();
-            for i in 0..n {
-                let t = &list[(i + rep as usize) % n];
-                match measure(scenario, t, rep, ticks) {
-                    Ok(r) => {
-                        eprintln!(
-                            "{scenario} rep {rep} {:<8} {:>8.0} req/s p50 {:.2} ms p99 {:.2} ms errors {} cpu/100k {}",
-                            r.target,
-                            r.rps,
-                            r.p50_ms,
-                            r.p99_ms,
-                            r.errors,
-                            r.cpu_per_100k.map_or("-".into(), |c| format!("{c:.2}")),
-                        );
-                        runs.push(r);
-                    }
-                    Err(e) => eprintln!("{scenario} rep {rep} {}: {e:#}", t.name),
-                }
-            }
+    let mut done: Vec<(&Scenario, Outcome)> = Vec::new();
+    for s in &args.scenarios {
+        if let Some(tool) = s.needs.iter().find(|t| !targets::has_tool(t)) {
+            eprintln!("skipping {}: {tool} is not installed", s.name);
+            continue;
+        }
+        eprintln!("== {}", s.name);
+        match (s.run)(&ctx) {
+            Ok(outcome) => done.push((s, outcome)),
+            Err(e) => eprintln!("{}: {e:#}", s.name),
         }
     }
 
-    let tcp_runs = tcp::run(&tcp_scenarios, args.reps, &sluice, dir.path());
+    let tcp_runs = tcp::run(&args.tcp_scenarios, args.reps, &sluice, dir.path());
 
-    let summaries = report::summarise(&runs);
-    if !runs.is_empty() {
-        println!("{}", report::table(&summaries));
+    let all_runs: Vec<report::Run> = done.iter().flat_map(|(_, o)| o.runs.clone()).collect();
+    let goals = goals::evaluate(&all_runs);
+    let mut scenarios_json = Vec::new();
+    for (s, o) in &done {
+        let summaries = report::summarise(&o.runs, s.columns);
+        println!("{}", report::table(s.name, &o.mode, s.columns, &summaries));
+        scenarios_json.push(serde_json::json!({
+            "name": s.name,
+            "about": s.about,
+            "mode": o.mode,
+            "columns": s.columns,
+            "summaries": summaries,
+            "runs": o.runs,
+        }));
     }
+    let mode = |name: &str| {
+        done.iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(_, o)| o.mode.clone())
+    };
     let tcp_summaries = tcp::report::summarise(&tcp_runs);
     if !tcp_runs.is_empty() {
         println!("{}", tcp::report::table(&tcp_summaries));
     }
+    println!("{}", goals::table(&goals, mode));
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("total time {seconds:.0} s");
     if let Some(path) = args.json {
         let json = serde_json::json!({
-            "seconds_per_run": SECONDS,
-            "connections": CONNECTIONS,
             "reps": args.reps,
-            "summaries": summaries,
-            "runs": runs,
+            "cpus": cpus,
+            "pinning": pinning,
+            "open_files": open_files,
+            "seconds": seconds,
+            "scenarios": scenarios_json,
+            "goals": goals,
             "tcp_summaries": tcp_summaries,
             "tcp_runs": tcp_runs,
         });
@@ -291,8 +287,5 @@ fn main() -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    // Targets stop (SIGTERM) as `list` and `backend` drop here.
-    drop(list);
-    drop(backend);
     Ok(())
 }

@@ -1,6 +1,11 @@
-//! Medians, ratios to nginx, the printed table and the JSON file.
+//! Runs, their medians and ratios to nginx, and the per-scenario tables.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A run's figures by key (`rps`, `p99_ms`, `cpu_per_100k`, ...): each
+/// scenario measures its own set, named by its columns.
+pub type Values = BTreeMap<String, f64>;
 
 /// One measurement: one target, one scenario, one repetition.
 #[derive(Debug, Clone, Serialize)]
@@ -11,26 +16,35 @@ pub struct Run {
     pub target: String,
     /// Repetition number, from 0.
     pub rep: u32,
-    /// Requests per second.
-    pub rps: f64,
-    /// Median latency, ms.
-    pub p50_ms: f64,
-    /// 99th percentile latency, ms.
-    pub p99_ms: f64,
-    /// Non-2xx/3xx responses plus socket errors.
-    pub errors: u64,
-    /// The proxy's CPU seconds per 100k requests (`None` for the direct backend).
-    pub cpu_per_100k: Option<f64>,
-    /// Busy CPU seconds of the whole machine during the run besides the
-    /// measured proxy: wrk, the backend, and any other load on the machine.
-    pub machine_busy_s: Option<f64>,
+    /// 0 for the first measurement, 1 for the re-run of a disturbed repetition.
+    pub attempt: u32,
+    /// Whether the summaries use this run (false: replaced by its re-run).
+    pub kept: bool,
+    /// Why its repetition looked disturbed, if it did.
+    pub disturbed: Option<String>,
+    /// The figures.
+    pub values: Values,
 }
 
-/// A figure's median over repetitions and the median of its per-repetition
-/// ratio to nginx.
+/// One column of a scenario's table.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Column {
+    /// Key in [`Run::values`].
+    pub key: &'static str,
+    /// Header in the table.
+    pub header: &'static str,
+    /// Decimals shown.
+    pub decimals: usize,
+    /// Summed over repetitions (errors) rather than the median, and shown
+    /// without a ratio.
+    pub total: bool,
+}
+
+/// A figure's median over repetitions (or total) and the median of its
+/// per-repetition ratio to nginx.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Figure {
-    /// Median value.
+    /// Median value (the sum for a total column).
     pub median: Option<f64>,
     /// Median of value / nginx's value in the same repetition.
     pub vs_nginx: Option<f64>,
@@ -45,19 +59,10 @@ pub struct Summary {
     pub target: String,
     /// Repetitions measured.
     pub reps: usize,
-    /// Requests per second.
-    pub rps: Figure,
-    /// Median latency, ms.
-    pub p50_ms: Figure,
-    /// 99th percentile latency, ms.
-    pub p99_ms: Figure,
-    /// Errors summed over all repetitions.
-    pub errors: u64,
-    /// CPU seconds per 100k requests.
-    pub cpu_per_100k: Figure,
-    /// Median busy CPU seconds of the machine per run besides the proxy
-    /// (wrk, backend, other load): a disturbed run shows up here.
-    pub other_busy_s: Option<f64>,
+    /// Repetitions whose first run looked disturbed and were measured again.
+    pub reruns: usize,
+    /// Each column's figure, by key.
+    pub figures: BTreeMap<String, Figure>,
 }
 
 /// The median of `v` (mean of the middle two for an even count); `None` if empty.
@@ -75,20 +80,29 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
-/// Median and ratio-to-nginx of one figure of `target` in `scenario`.
-fn figure(runs: &[Run], scenario: &str, target: &str, get: fn(&Run) -> Option<f64>) -> Figure {
-    let mine: Vec<&Run> = runs
+/// The kept run of `target` in the same scenario and repetition as `r`.
+pub fn peer<'a>(runs: &'a [Run], r: &Run, target: &str) -> Option<&'a Run> {
+    runs.iter()
+        .find(|n| n.kept && n.scenario == r.scenario && n.target == target && n.rep == r.rep)
+}
+
+/// Median (or total) and ratio-to-nginx of one column over `mine`.
+fn figure(runs: &[Run], mine: &[&Run], c: &Column) -> Figure {
+    let values: Vec<f64> = mine
         .iter()
-        .filter(|r| r.scenario == scenario && r.target == target)
+        .filter_map(|r| r.values.get(c.key).copied())
         .collect();
-    let values: Vec<f64> = mine.iter().filter_map(|r| get(r)).collect();
+    if c.total {
+        return Figure {
+            median: (!values.is_empty()).then(|| values.iter().sum()),
+            vs_nginx: None,
+        };
+    }
     let ratios: Vec<f64> = mine
         .iter()
         .filter_map(|r| {
-            let nginx = runs
-                .iter()
-                .find(|n| n.scenario == scenario && n.target == "nginx" && n.rep == r.rep)?;
-            let (a, b) = (get(r)?, get(nginx)?);
+            let a = *r.values.get(c.key)?;
+            let b = *peer(runs, r, "nginx")?.values.get(c.key)?;
             (b > 0.0).then(|| a / b)
         })
         .collect();
@@ -98,86 +112,125 @@ fn figure(runs: &[Run], scenario: &str, target: &str, get: fn(&Run) -> Option<f6
     }
 }
 
-/// Summaries of every (scenario, target) pair, in first-seen order.
-pub fn summarise(runs: &[Run]) -> Vec<Summary> {
-    let mut keys: Vec<(String, String)> = Vec::new();
+/// Summaries of every (scenario, target) pair of the kept runs, in the
+/// order first measured (replaced runs included, so a re-run of the first
+/// repetition does not reorder the table).
+pub fn summarise(runs: &[Run], columns: &[Column]) -> Vec<Summary> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in runs {
-        let k = (r.scenario.clone(), r.target.clone());
+        let k = (r.scenario.as_str(), r.target.as_str());
         if !keys.contains(&k) {
             keys.push(k);
         }
     }
     keys.into_iter()
-        .map(|(s, t)| Summary {
-            reps: runs
+        .map(|(s, t)| {
+            let mine: Vec<&Run> = runs
                 .iter()
-                .filter(|r| r.scenario == s && r.target == t)
-                .count(),
-            rps: figure(runs, &s, &t, |r| Some(r.rps)),
-            p50_ms: figure(runs, &s, &t, |r| Some(r.p50_ms)),
-            p99_ms: figure(runs, &s, &t, |r| Some(r.p99_ms)),
-            errors: runs
-                .iter()
-                .filter(|r| r.scenario == s && r.target == t)
-                .map(|r| r.errors)
-                .sum(),
-            cpu_per_100k: figure(runs, &s, &t, |r| r.cpu_per_100k),
-            other_busy_s: median(
-                &runs
+                .filter(|r| r.kept && r.scenario == s && r.target == t)
+                .collect();
+            Summary {
+                scenario: s.to_string(),
+                target: t.to_string(),
+                reps: mine.len(),
+                reruns: mine.iter().filter(|r| r.attempt > 0).count(),
+                figures: columns
                     .iter()
-                    .filter(|r| r.scenario == s && r.target == t)
-                    .filter_map(|r| r.machine_busy_s)
-                    .collect::<Vec<_>>(),
-            ),
-            scenario: s,
-            target: t,
+                    .map(|c| (c.key.to_string(), figure(runs, &mine, c)))
+                    .collect(),
+            }
         })
         .collect()
 }
 
 /// `value (×ratio)` with the given precision, or `-`.
-fn cell(f: Figure, precision: usize) -> String {
-    match (f.median, f.vs_nginx) {
-        (Some(v), Some(r)) => format!("{v:.precision$} ({r:.2}×)"),
-        (Some(v), None) => format!("{v:.precision$}"),
+fn cell(f: Option<&Figure>, decimals: usize) -> String {
+    match f.map(|f| (f.median, f.vs_nginx)) {
+        Some((Some(v), Some(r))) => format!("{v:.decimals$} ({r:.2}×)"),
+        Some((Some(v), None)) => format!("{v:.decimals$}"),
         _ => "-".to_string(),
     }
 }
 
-/// The table as printed (and pasted into the README): medians, each with
-/// its ratio to nginx in the same repetition.
-pub fn table(summaries: &[Summary]) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} | {:>11} |\n",
-        "scenario",
-        "target",
-        "req/s (×nginx)",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "CPU-s/100k req",
-        "other CPU-s"
-    ));
-    out.push_str(&format!(
-        "|{:-<17}|{:-<10}|{:->20}|{:->17}|{:->17}|{:->8}|{:->20}|{:->13}|\n",
-        "", "", "", "", "", "", "", ""
-    ));
+/// One scenario's table (Markdown): a title line with the scenario and how
+/// it ran, then per target the medians, each with its ratio to nginx in
+/// the same repetition, the repetitions and how many were re-run.
+pub fn table(scenario: &str, mode: &str, columns: &[Column], summaries: &[Summary]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        ["target", "reps", "re-run"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(columns.iter().map(|c| c.header.to_string()))
+            .collect(),
+    ];
     for s in summaries {
-        out.push_str(&format!(
-            "| {:<15} | {:<8} | {:>18} | {:>15} | {:>15} | {:>6} | {:>18} | {:>11} |\n",
-            s.scenario,
-            s.target,
-            cell(s.rps, 0),
-            cell(s.p50_ms, 2),
-            cell(s.p99_ms, 2),
-            s.errors,
-            cell(s.cpu_per_100k, 2),
-            s.other_busy_s
-                .map_or("-".to_string(), |b| format!("{b:.1}")),
-        ));
+        rows.push(
+            [s.target.clone(), s.reps.to_string(), s.reruns.to_string()]
+                .into_iter()
+                .chain(
+                    columns
+                        .iter()
+                        .map(|c| cell(s.figures.get(c.key), c.decimals)),
+                )
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let line = |r: &Vec<String>| {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let pad = w - c.chars().count();
+                if i == 0 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let mut out = format!("{scenario} ({mode})\n\n");
+    out.push_str(&line(&rows[0]));
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                "-".repeat(w + 2)
+            } else {
+                format!("{}:", "-".repeat(w + 1))
+            }
+        })
+        .collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for r in &rows[1..] {
+        out.push_str(&line(r));
     }
     out
+}
+
+/// Runs built by hand, for the tests of this and other modules.
+#[cfg(test)]
+pub mod fixtures {
+    use super::Run;
+
+    /// A kept first-attempt run of `target` with the given figures.
+    pub fn run(scenario: &str, target: &str, rep: u32, values: &[(&str, f64)]) -> Run {
+        Run {
+            scenario: scenario.into(),
+            target: target.into(),
+            rep,
+            attempt: 0,
+            kept: true,
+            disturbed: None,
+            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,34 +244,78 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
     }
 
-    fn run(target: &str, rep: u32, rps: f64) -> Run {
-        Run {
-            scenario: "s".into(),
-            target: target.into(),
-            rep,
-            rps,
-            p50_ms: 1.0,
-            p99_ms: 2.0,
-            errors: 0,
-            cpu_per_100k: None,
-            machine_busy_s: None,
-        }
+    fn run(target: &str, rep: u32, values: &[(&str, f64)]) -> Run {
+        fixtures::run("s", target, rep, values)
     }
+
+    const RPS: Column = Column {
+        key: "rps",
+        header: "req/s",
+        decimals: 0,
+        total: false,
+    };
+    const ERRORS: Column = Column {
+        key: "errors",
+        header: "errors",
+        decimals: 0,
+        total: true,
+    };
 
     #[test]
     fn ratios_pair_by_repetition() {
         let runs = [
-            run("nginx", 0, 100.0),
-            run("sluice", 0, 150.0),
-            run("nginx", 1, 200.0),
-            run("sluice", 1, 200.0),
-            run("nginx", 2, 100.0),
-            run("sluice", 2, 120.0),
+            run("nginx", 0, &[("rps", 100.0)]),
+            run("sluice", 0, &[("rps", 150.0), ("errors", 1.0)]),
+            run("nginx", 1, &[("rps", 200.0)]),
+            run("sluice", 1, &[("rps", 200.0), ("errors", 2.0)]),
+            run("nginx", 2, &[("rps", 100.0)]),
+            run("sluice", 2, &[("rps", 120.0), ("errors", 0.0)]),
         ];
-        let s = summarise(&runs);
+        let s = summarise(&runs, &[RPS, ERRORS]);
         let sluice = s.iter().find(|s| s.target == "sluice").expect("sluice row");
-        assert_eq!(sluice.rps.median, Some(150.0));
-        assert_eq!(sluice.rps.vs_nginx, Some(1.2));
-        assert_eq!(sluice.cpu_per_100k.median, None);
+        assert_eq!(sluice.figures["rps"].median, Some(150.0));
+        assert_eq!(sluice.figures["rps"].vs_nginx, Some(1.2));
+        assert_eq!(sluice.figures["errors"].median, Some(3.0));
+        assert_eq!(sluice.figures["errors"].vs_nginx, None);
+    }
+
+    #[test]
+    fn replaced_runs_are_left_out() {
+        let mut old = run("sluice", 0, &[("rps", 1.0)]);
+        old.kept = false;
+        let mut new = run("sluice", 0, &[("rps", 100.0)]);
+        new.attempt = 1;
+        let s = summarise(&[old, new], &[RPS]);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].reps, s[0].reruns), (1, 1));
+        assert_eq!(s[0].figures["rps"].median, Some(100.0));
+    }
+
+    #[test]
+    fn rows_keep_the_order_first_measured() {
+        let mut first = run("direct", 0, &[("rps", 1.0)]);
+        first.kept = false;
+        let runs = [
+            first,
+            run("nginx", 0, &[("rps", 1.0)]),
+            run("direct", 0, &[("rps", 2.0)]),
+        ];
+        let order: Vec<String> = summarise(&runs, &[RPS])
+            .into_iter()
+            .map(|s| s.target)
+            .collect();
+        assert_eq!(order, ["direct", "nginx"]);
+    }
+
+    #[test]
+    fn table_names_the_mode_and_shows_ratios() {
+        let runs = [
+            run("nginx", 0, &[("rps", 100.0)]),
+            run("sluice", 0, &[("rps", 150.0)]),
+        ];
+        let t = table("s", "unpinned", &[RPS], &summarise(&runs, &[RPS]));
+        assert!(t.starts_with("s (unpinned)\n"));
+        assert!(t.contains("| sluice |"));
+        assert!(t.contains("150 (1.50×)"));
     }
 }

@@ -1,6 +1,9 @@
 //! Starting the backend and the targets under test, each on its own free
-//! loopback port with its config in a temporary directory.
+//! loopback port with its config in its own temporary folder, pinned or
+//! not, and stopping them again.
 
+use crate::configs::{self, Workers};
+use crate::pin::{Pinning, Role};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,11 +17,13 @@ pub struct Target {
     pub name: &'static str,
     /// Where it listens.
     pub port: u16,
-    /// PID whose process tree's CPU time is measured; `None` for the direct
-    /// backend (no proxy to measure).
+    /// PID whose process tree's CPU time and memory are measured; `None`
+    /// for the direct backend (no proxy to measure).
     pub cpu_root: Option<u32>,
     /// The child process, killed on drop; `None` for the in-process backend.
     child: Option<Child>,
+    /// Where the child's stderr goes.
+    log: Option<PathBuf>,
 }
 
 impl Target {
@@ -31,12 +36,42 @@ impl Target {
             port,
             cpu_root: child.as_ref().filter(|_| measure).map(Child::id),
             child,
+            log: None,
         }
     }
 
-    /// The URL wrk loads.
+    /// The URL the load generator loads.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Adds to a failed measurement's error whether the server has exited,
+    /// and the end of its stderr, so a crash is not mistaken for load.
+    pub fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        let Some(pid) = self.cpu_root else {
+            return error;
+        };
+        let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with(|c| c != 'Z')))
+            .unwrap_or(false);
+        let log = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        error.context(format!(
+            "{} (pid {pid}) is {}; its stderr ends: {}",
+            self.name,
+            if running {
+                "running"
+            } else {
+                "no longer running"
+            },
+            tail.join(" / ")
+        ))
     }
 }
 
@@ -82,16 +117,13 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Waits until `GET /` on `port` answers `200`, or fails after 10 s
-/// (including whatever `child` printed if it exited).
-fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
+/// (including whatever `child` wrote to `log` if it exited).
+fn wait_ready(name: &str, port: u16, child: &mut Child, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.as_mut() {
-                let _ = e.read_to_string(&mut err);
-            }
+            let err = std::fs::read_to_string(log).unwrap_or_default();
             bail!("{name} exited at start-up ({status}): {err}");
         }
         if probe(addr) {
@@ -126,42 +158,181 @@ fn probe(addr: SocketAddr) -> bool {
     buf[..n].starts_with(b"HTTP/1.1 200")
 }
 
-/// Spawns `cmd` with stdout discarded and stderr piped, waits until it
-/// serves, and wraps it as a target whose CPU is measured.
-fn spawn(name: &'static str, port: u16, mut cmd: Command, measure: bool) -> Result<Target> {
+/// Spawns `cmd` with stdout discarded and stderr to `stderr.log` in
+/// folder `d`, waits until it serves, and wraps it as a target whose CPU
+/// and memory are measured.
+fn spawn(name: &'static str, port: u16, d: &Path, mut cmd: Command) -> Result<Target> {
+    let log = d.join("stderr.log");
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(file));
     let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-    if let Err(e) = wait_ready(name, port, &mut child) {
+    if let Err(e) = wait_ready(name, port, &mut child, &log) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
     }
-    // Stop piping stderr once it is up, so a chatty server cannot block on a full pipe.
-    drop(child.stderr.take());
-    let pid = child.id();
     Ok(Target {
         name,
         port,
-        cpu_root: measure.then_some(pid),
+        cpu_root: Some(child.id()),
         child: Some(child),
+        log: Some(log),
     })
 }
 
-/// The backend: nginx answering `200 ok` if installed, else a small hyper
-/// server on a thread of this process.
-pub fn start_backend(dir: &Path) -> Result<Target> {
-    let port = free_port()?;
-    if has_tool("nginx") {
-        let servers = format!(
-            "  server {{\n    listen 127.0.0.1:{port} reuseport;\n\
-               location / {{ return 200 \"ok\"; }}\n  }}\n"
-        );
-        // The backend's CPU is not a figure, but record it for the direct row.
-        start_nginx_with(&dir.join("backend"), "backend", port, &servers)
-    } else {
-        start_hyper_backend(port)
+/// The proxies under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The release binary of this workspace.
+    Sluice,
+    /// nginx as a reverse proxy.
+    Nginx,
+    /// HAProxy in HTTP mode.
+    Haproxy,
+}
+
+impl Kind {
+    /// Every proxy, in table order.
+    pub const ALL: [Kind; 3] = [Kind::Sluice, Kind::Nginx, Kind::Haproxy];
+
+    /// The target's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sluice => "sluice",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+
+    /// Whether the tool it needs is installed (sluice's binary is checked at start).
+    pub fn installed(self) -> bool {
+        match self {
+            Kind::Sluice => true,
+            Kind::Nginx => has_tool("nginx"),
+            Kind::Haproxy => has_tool("haproxy"),
+        }
+    }
+}
+
+/// How a scenario's servers are started: where their files go, how many
+/// workers they run and on which CPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The sluice binary.
+    pub sluice: &'a Path,
+    /// The folder under which each server gets its own.
+    pub dir: &'a Path,
+    /// One worker each, or each server's default.
+    pub workers: Workers,
+    /// CPUs of the proxy and of the backend.
+    pub pinning: Pinning,
+    /// The open-files limit the servers inherit.
+    pub open_files: u64,
+}
+
+impl Launch<'_> {
+    /// A fresh folder for one server.
+    fn folder(&self, name: &str, port: u16) -> Result<PathBuf> {
+        let d = self.dir.join(format!("{name}-{port}"));
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        Ok(d)
+    }
+
+    /// The backend: nginx answering `200 ok` if installed (on the load CPU
+    /// when pinned), else a small hyper server on a thread of this process.
+    pub fn backend(&self) -> Result<Target> {
+        let port = free_port()?;
+        if has_tool("nginx") {
+            let d = self.folder("backend", port)?;
+            self.nginx(
+                Role::Load,
+                "backend",
+                port,
+                &d,
+                &configs::backend_servers(port),
+            )
+        } else {
+            start_hyper_backend(port)
+        }
+    }
+
+    /// Starts one proxy in front of the backend on port `backend`.
+    pub fn proxy(&self, kind: Kind, backend: u16) -> Result<Target> {
+        let port = free_port()?;
+        let d = self.folder(kind.name(), port)?;
+        match kind {
+            Kind::Sluice => {
+                let path = d.join("sluice.yaml");
+                std::fs::write(&path, configs::sluice(self.workers, port, backend))?;
+                let mut cmd = self.pinning.command(Role::Proxy, self.sluice);
+                cmd.arg("run").arg("-c").arg(&path).env("RUST_LOG", "warn");
+                spawn("sluice", port, &d, cmd)
+            }
+            Kind::Nginx => {
+                let servers = configs::nginx_proxy_servers(port, backend);
+                self.nginx(Role::Proxy, "nginx", port, &d, &servers)
+            }
+            Kind::Haproxy => {
+                let path = d.join("haproxy.cfg");
+                std::fs::write(
+                    &path,
+                    configs::haproxy(self.workers, self.open_files, port, backend),
+                )?;
+                let bin = find_tool("haproxy").context("haproxy")?;
+                let mut cmd = self.pinning.command(Role::Proxy, bin);
+                cmd.arg("-db").arg("-f").arg(&path);
+                spawn("haproxy", port, &d, cmd)
+            }
+        }
+    }
+
+    /// The backend, then the targets: the backend directly and every
+    /// installed proxy in front of it. The backend is returned so it lives
+    /// (and is stopped) with the targets.
+    pub fn all(&self) -> Result<(Target, Vec<Target>)> {
+        let backend = self.backend()?;
+        let mut targets = vec![direct(&backend)];
+        targets.extend(self.proxies(backend.port));
+        Ok((backend, targets))
+    }
+
+    /// Every installed proxy that starts, printing and skipping the others.
+    pub fn proxies(&self, backend: u16) -> Vec<Target> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| k.installed())
+            .filter_map(|k| match self.proxy(k, backend) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("skipping {}: {e:#}", k.name());
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// nginx in the foreground from folder `d` with `servers` in `http`.
+    fn nginx(
+        &self,
+        role: Role,
+        name: &'static str,
+        port: u16,
+        d: &Path,
+        servers: &str,
+    ) -> Result<Target> {
+        let conf_path = d.join("nginx.conf");
+        std::fs::write(
+            &conf_path,
+            configs::nginx(self.workers, self.open_files, d, servers),
+        )?;
+        let mut cmd = self
+            .pinning
+            .command(role, find_tool("nginx").context("nginx")?);
+        cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
+        spawn(name, port, d, cmd)
     }
 }
 
@@ -220,6 +391,7 @@ fn start_hyper_backend(port: u16) -> Result<Target> {
         port,
         cpu_root: None,
         child: None,
+        log: None,
     })
 }
 
@@ -230,77 +402,6 @@ pub fn direct(backend: &Target) -> Target {
         port: backend.port,
         cpu_root: None,
         child: None,
+        log: None,
     }
-}
-
-/// sluice with one worker, no health checks, one HTTP listener routing
-/// everything to the backend.
-pub fn start_sluice(bin: &Path, dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let conf = format!(
-        "workers: 1\n\
-         defaults:\n  health_check:\n    kind: none\n\
-         upstreams:\n  - id: backend\n    address: 127.0.0.1:{backend}\n\
-         listeners:\n  - name: http\n    listen: 127.0.0.1:{port}\n    mode: http\n\
-         \x20   rules:\n      - name: all\n        path: /*\n        upstreams: [backend]\n"
-    );
-    let path = dir.join("sluice.yaml");
-    std::fs::write(&path, conf)?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("run").arg("-c").arg(&path);
-    cmd.env("RUST_LOG", "warn");
-    spawn("sluice", port, cmd, true)
-}
-
-/// nginx as a reverse proxy: 1 worker, upstream keep-alive 64, HTTP/1.1 to
-/// the backend, no access log.
-pub fn start_nginx(dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let servers = format!(
-        "  upstream backend {{\n    server 127.0.0.1:{backend};\n    keepalive 64;\n\
-           keepalive_requests 1000000;\n  }}\n\
-         server {{\n    listen 127.0.0.1:{port};\n\
-           location / {{\n      proxy_pass http://backend;\n\
-             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n"
-    );
-    start_nginx_with(&dir.join("nginx-proxy"), "nginx", port, &servers)
-}
-
-/// Runs nginx in the foreground from its own folder `d`, with one worker,
-/// no access log, and `servers` (upstream and server blocks) in `http`.
-fn start_nginx_with(d: &Path, name: &'static str, port: u16, servers: &str) -> Result<Target> {
-    std::fs::create_dir_all(d)?;
-    let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n\
-           proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
-           uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-           keepalive_requests 1000000;\n{servers}}}\n",
-        pid = d.join("nginx.pid").display(),
-        err = d.join("error.log").display(),
-        d = d.display(),
-    );
-    let conf_path = d.join("nginx.conf");
-    std::fs::write(&conf_path, conf)?;
-    let mut cmd = Command::new(find_tool("nginx").context("nginx")?);
-    cmd.arg("-p").arg(d).arg("-c").arg(&conf_path);
-    spawn(name, port, cmd, true)
-}
-
-/// HAProxy in HTTP mode: 1 thread, `http-reuse always`, in the foreground.
-pub fn start_haproxy(dir: &Path, backend: u16) -> Result<Target> {
-    let port = free_port()?;
-    let conf = format!(
-        "global\n  nbthread 1\n  maxconn 4000\n\n\
-         defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n\
-         \x20 timeout server 60s\n  option http-keep-alive\n  http-reuse always\n\n\
-         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\n\
-         backend be\n  server s1 127.0.0.1:{backend}\n"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, conf)?;
-    let mut cmd = Command::new(find_tool("haproxy").context("haproxy")?);
-    cmd.arg("-db").arg("-f").arg(&path);
-    spawn("haproxy", port, cmd, true)
 }

@@ -19,9 +19,15 @@ pub struct WrkResult {
 }
 
 /// Runs `wrk -t1 -c<connections> -d<seconds>s --latency` against `url`,
-/// with `Connection: close` on every request if `close` is set.
-pub fn run(url: &str, connections: u32, seconds: u32, close: bool) -> Result<WrkResult> {
-    let mut cmd = Command::new("wrk");
+/// with `Connection: close` on every request if `close` is set; `cmd` is
+/// the wrk program, possibly under taskset.
+pub fn run(
+    mut cmd: Command,
+    url: &str,
+    connections: u32,
+    seconds: u32,
+    close: bool,
+) -> Result<WrkResult> {
     cmd.args([
         "-t1",
         &format!("-c{connections}"),

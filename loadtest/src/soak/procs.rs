@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::cpu;
+use crate::proc_tree;
 
 /// One process at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn children(pid: u32) -> Vec<u32> {
         .filter_map(|e| {
             let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
             let line = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            (cpu::parse_stat(&line)?.ppid == pid).then_some(child)
+            (proc_tree::parse_stat(&line)?.ppid == pid).then_some(child)
         })
         .collect();
     found.sort_unstable();
