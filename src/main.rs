@@ -2,6 +2,7 @@
 //! map the outcome to an exit code.
 
 use clap::Parser;
+use std::io::Write;
 
 fn main() {
     let cli = sluice::cli::Cli::parse();
@@ -12,11 +13,14 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (the terminal or log collector went away) must not
+        // matter: the fallback report of a failed write would panic.
+        .log_internal_errors(false)
         .init();
     let code = match sluice::cli::dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
             1
         }
     };

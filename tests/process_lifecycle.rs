@@ -264,3 +264,31 @@ async fn four_workers_mean_one_prober_not_four() {
         "{per_interval:.2} probes per interval with 4 workers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_does_not_stop_requests_that_log() {
+    let dead = Backend::dead("gone");
+    let live = Backend::start("app").await;
+    let yaml = format!(
+        "workers: 1\n{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /gone/*\n        upstreams: [gone]\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&dead, &live])
+    );
+    let sluice = Supervisor::start(&yaml, false);
+    let addr = sluice.addr("web");
+    for _ in 0..5 {
+        let response = common::raw_response(
+            addr,
+            b"GET /gone/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 502"), "got {response:?}");
+    }
+    let response = client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "app GET /");
+    assert!(alive(sluice.pid()));
+}

@@ -31,6 +31,13 @@ pub fn command(state: &std::path::Path) -> Command {
 impl Supervisor {
     /// Writes `yaml` and runs `sluice run` on it until the ready line.
     pub fn run(yaml: &str) -> Supervisor {
+        Supervisor::start(yaml, true)
+    }
+
+    /// As [`Supervisor::run`], but with its stderr pipe closed once it is
+    /// ready (as when the terminal or log collector that started it went
+    /// away) unless `keep_stderr`.
+    pub fn start(yaml: &str, keep_stderr: bool) -> Supervisor {
         let state = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("sluice.yaml");
@@ -63,7 +70,9 @@ impl Supervisor {
             }
         }
         assert!(!addresses.is_empty(), "sluice exited before it was ready");
-        std::thread::spawn(move || lines.for_each(drop));
+        if keep_stderr {
+            std::thread::spawn(move || lines.for_each(drop));
+        }
         Supervisor {
             child,
             state,
