@@ -41,17 +41,17 @@ pub struct BodyState {
     progress: Cell<Instant>,
 }
 
-impl Default for BodyState {
-    fn default() -> Self {
+impl BodyState {
+    /// The state of a body whose request arrived at `arrived` (the
+    /// handler's clock reading, saving another).
+    pub fn new(arrived: Instant) -> BodyState {
         BodyState {
             failure: Cell::new(None),
             finished: Cell::new(false),
-            progress: Cell::new(Instant::now()),
+            progress: Cell::new(arrived),
         }
     }
-}
 
-impl BodyState {
     /// Why the body failed, if it did.
     pub fn failure(&self) -> Option<ProxyError> {
         self.failure.get()

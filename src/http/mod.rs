@@ -182,6 +182,7 @@ pub async fn serve(
             worker: Rc::clone(&worker),
             listener: Rc::clone(&name),
             client,
+            forwarded_for: forwarding::address_value(client.ip()),
             phase,
             admitted,
             shutdown: shutdown.clone(),
