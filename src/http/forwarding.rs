@@ -105,17 +105,18 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         return None;
     }
     connection_tokens(headers)
-        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
         .then(|| upgrade.clone())
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// The comma-separated tokens of every `Connection` value, split on bytes
+/// (a token that is not a valid header name is skipped by its users).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
@@ -131,6 +132,21 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
+/// `1 << i` if `name` is `HOP_BY_HOP[i]`, else 0 (a match on the name's
+/// text: cheaper than comparing it with seven names).
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "te" => 1 << 3,
+        "trailer" => 1 << 4,
+        "transfer-encoding" => 1 << 5,
+        "upgrade" => 1 << 6,
+        _ => 0,
+    }
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 ///
 /// One pass over the names finds which hop-by-hop headers are present, so
@@ -139,9 +155,7 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u8;
     for name in headers.keys() {
-        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present |= 1 << index;
-        }
+        present |= hop_by_hop_bit(name);
     }
     if present == 0 {
         return;
@@ -152,9 +166,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter(|t| {
                 !HOP_BY_HOP
                     .iter()
-                    .any(|hop| t.eq_ignore_ascii_case(hop.as_str()))
+                    .any(|hop| t.eq_ignore_ascii_case(hop.as_str().as_bytes()))
             })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
             headers.remove(name);

@@ -108,6 +108,8 @@ fn hop_by_hop_headers_go_in_any_mix() {
         ("trailer", "x"),
         ("upgrade", "websocket"),
         ("proxy-connection", "keep-alive"),
+        ("te", "trailers"),
+        ("transfer-encoding", "chunked"),
         ("x-kept", "yes"),
     ])
     .headers()
