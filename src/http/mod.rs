@@ -203,14 +203,17 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
     let mut shutdown = conn.shutdown.clone();
     let drain = conn.admitted.runtime.drain_timeout;
     let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(max_header_size.max(8192) + 8192)
-        .max_header_size(max_header_size)
-        .serve_connection(io, service)
-        .with_upgrades();
-    tokio::pin!(connection);
+    // Boxed: hyper's connection state is large, and inline it would make
+    // this future large too, copied whole when the task is spawned.
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_header_size.max(8192) + 8192)
+            .max_header_size(max_header_size)
+            .serve_connection(io, service)
+            .with_upgrades(),
+    );
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.wait_for(|stop| *stop) => {

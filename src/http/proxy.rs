@@ -77,7 +77,14 @@ pub async fn handle(
     let outcome: OutcomeCell = Cell::new(None);
     let ambiguous = conn.phase.take_ambiguous_framing();
     let current = conn.worker.runtime.load_full();
-    let (runtime, index) = match current.listener_index(&conn.listener) {
+    // Until a reload, the generation is the one the connection was
+    // admitted under, whose listener index is known.
+    let index = if Arc::ptr_eq(&current, &conn.admitted.runtime) {
+        Some(conn.admitted.index)
+    } else {
+        current.listener_index(&conn.listener)
+    };
+    let (runtime, index) = match index {
         Some(index) => (current, index),
         None => {
             let old = Arc::clone(&conn.admitted.runtime);
