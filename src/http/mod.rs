@@ -166,12 +166,15 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let inherited_nodelay = nodelay_for_accepted(&listener);
     while let Some((stream, client, admitted)) =
         next_admitted(&listener, &worker, &name, &mut shutdown).await
     {
         let config = &admitted.runtime.listeners[admitted.index];
         let (slot, settings) = (config.slot, config.settings);
-        let _ = stream.set_nodelay(true);
+        if !inherited_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let deadlines = Deadlines {
             idle: settings.idle_timeout,
             header: settings.header_timeout,
@@ -190,6 +193,16 @@ pub async fn serve(
         let max_header_size = settings.max_header_size;
         tokio::task::spawn_local(serve_connection(io, conn, max_header_size));
     }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket, which Linux copies to every
+/// connection it accepts: one system call per listener instead of one per
+/// connection. Returns whether accepted connections have it that way.
+fn nodelay_for_accepted(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 /// Resolves `drain` after `shutdown` turned true (or its sender is gone):
@@ -283,5 +296,20 @@ async fn accept_failed(error: std::io::Error) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     } else {
         tracing::debug!(%error, "accept failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(nodelay_for_accepted(&listener));
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }
