@@ -242,9 +242,19 @@ pub fn run_process(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    // The supervised loop runs as a task of its own: the future handed to
+    // `block_on` is polled again whenever any task of the set wakes, and a
+    // select over the channel, the heartbeat and three signals is not worth
+    // polling once per request.
     local.block_on(&rt, async move {
-        let channel = Channel::new(channel_fd)?;
-        serve_supervised(channel, region, index).await
+        let supervised = tokio::task::spawn_local(async move {
+            let channel = Channel::new(channel_fd)?;
+            serve_supervised(channel, region, index).await
+        });
+        match supervised.await {
+            Ok(result) => result,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
     })
 }
 

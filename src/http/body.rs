@@ -41,17 +41,17 @@ pub struct BodyState {
     progress: Cell<Instant>,
 }
 
-impl Default for BodyState {
-    fn default() -> Self {
+impl BodyState {
+    /// The state of a body whose request arrived at `arrived` (the
+    /// handler's clock reading, saving another).
+    pub fn new(arrived: Instant) -> BodyState {
         BodyState {
             failure: Cell::new(None),
             finished: Cell::new(false),
-            progress: Cell::new(Instant::now()),
+            progress: Cell::new(arrived),
         }
     }
-}
 
-impl BodyState {
     /// Why the body failed, if it did.
     pub fn failure(&self) -> Option<ProxyError> {
         self.failure.get()
@@ -257,6 +257,11 @@ enum Kind {
         /// `idle_timeout` between frames: a stalled or trickling upstream
         /// ends the response (the client sees it cut short).
         stall: StallTimer,
+        /// The upstream body's failure, reported one poll late: hyper
+        /// drops what it has buffered for the client when a body fails,
+        /// and a failure that arrives with the last data would otherwise
+        /// hide the head and the data too.
+        failed: Option<hyper::Error>,
     },
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -303,6 +308,7 @@ impl ResponseBody {
                 connection,
                 _active: active,
                 stall: StallTimer::new(idle),
+                failed: None,
             },
             phase: None,
             request: Some(request),
@@ -361,8 +367,12 @@ impl Body for ResponseBody {
                 body,
                 connection,
                 stall,
+                failed,
                 ..
             } => {
+                if let Some(error) = failed.take() {
+                    return Poll::Ready(Some(Err(error.into())));
+                }
                 let frame = match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(frame) => {
                         stall.progressed();
@@ -376,18 +386,23 @@ impl Body for ResponseBody {
                         )));
                     }
                 };
-                let ended = match &frame {
-                    None => true,
-                    Some(Err(_)) => {
+                let frame = match frame {
+                    None => None,
+                    Some(Err(error)) => {
                         *connection = None;
-                        false
+                        *failed = Some(error);
+                        // Pending once: hyper flushes what it has first.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
-                    Some(Ok(_)) => body.is_end_stream(),
+                    Some(Ok(frame)) => Some(frame),
                 };
-                if ended && let Some(request) = &this.request {
+                if (frame.is_none() || body.is_end_stream())
+                    && let Some(request) = &this.request
+                {
                     release(connection, request);
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame.map(Ok))
             }
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
@@ -396,7 +411,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream { body, failed, .. } => failed.is_none() && body.is_end_stream(),
             Kind::Boxed(body) => body.is_end_stream(),
         }
     }

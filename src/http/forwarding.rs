@@ -19,8 +19,6 @@ use super::error::ProxyError;
 /// header buffer.
 pub const MAX_URI_LEN: usize = 8 * 1024;
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -107,63 +105,146 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         return None;
     }
     connection_tokens(headers)
-        .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
         .then(|| upgrade.clone())
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// The comma-separated tokens of every `Connection` value, split on bytes
+/// (a token that is not a valid header name is skipped by its users).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers and every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+/// Headers that concern one connection only (RFC 9110 §7.6.1), never
+/// forwarded.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// `1 << i` if `name` is `HOP_BY_HOP[i]`, else 0 (a match on the name's
+/// text: cheaper than comparing it with seven names).
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "te" => 1 << 3,
+        "trailer" => 1 << 4,
+        "transfer-encoding" => 1 << 5,
+        "upgrade" => 1 << 6,
+        _ => 0,
     }
-    for name in [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ] {
-        headers.remove(name);
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+///
+/// One pass over the names finds which hop-by-hop headers are present, so
+/// a request without any (the common case) costs no lookups, and a
+/// response with only `Connection: keep-alive` costs one removal.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        present |= hop_by_hop_bit(name);
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // Names that are hop-by-hop anyway are removed below.
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| t.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The client's address as a header value (`X-Forwarded-For`), made once
+/// per client connection.
+pub fn address_value(ip: std::net::IpAddr) -> HeaderValue {
+    let text = match ip {
+        std::net::IpAddr::V4(v4) => {
+            // `Display` goes through the formatting machinery, several
+            // times dearer than this for the usual case.
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        std::net::IpAddr::V6(v6) => v6.to_string(),
+    };
+    HeaderValue::try_from(text).expect("an IP address is a valid header value")
+}
+
+/// The request's host (as [`check_request`] found it) as a header value:
+/// the client's own `Host` value when it is that, shared rather than
+/// copied. `None` only for a host no header value can carry, which a
+/// parsed URI authority never is.
+pub fn host_value(headers: &HeaderMap, host: &str) -> Option<HeaderValue> {
+    match headers.get(HOST) {
+        Some(value) if value.as_bytes() == host.as_bytes() => Some(value.clone()),
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
 /// Rewrites a client request's headers for the upstream: hop-by-hop
-/// removed, `Expect` answered here, `X-Forwarded-*` set, the upgrade kept
-/// if one was asked for.
+/// removed, `Expect` answered here, `X-Forwarded-*` set (`client` is the
+/// client's [`address_value`], `host` the request's [`host_value`]), the
+/// upgrade kept if one was asked for.
 pub fn to_upstream(
     headers: &mut HeaderMap,
-    client_ip: std::net::IpAddr,
-    host: Option<&str>,
+    client: &HeaderValue,
+    host: Option<&HeaderValue>,
     upgrade: Option<HeaderValue>,
 ) {
     remove_hop_by_hop(headers);
     headers.remove(EXPECT);
-    let ip = client_ip.to_string();
     let forwarded_for = match joined(headers, &X_FORWARDED_FOR) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
+        Some(mut previous) => {
+            previous.push_str(", ");
+            previous.push_str(client.to_str().unwrap_or_default());
+            HeaderValue::try_from(previous).ok()
+        }
+        None => Some(client.clone()),
     };
-    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
     };
     if let Some(protocol) = upgrade {

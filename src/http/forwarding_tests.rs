@@ -80,6 +80,60 @@ fn absolute_form_must_agree_with_host() {
     assert_eq!(check_request(&req), Ok(Some("a.example")));
 }
 
+fn client() -> HeaderValue {
+    address_value("10.0.0.1".parse().unwrap())
+}
+
+#[test]
+fn addresses_are_formatted_as_display_does() {
+    for ip in [
+        "0.0.0.0",
+        "10.0.0.1",
+        "255.255.255.255",
+        "192.168.100.9",
+        "::1",
+        "2001:db8::7",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        assert_eq!(address_value(ip), ip.to_string().as_str());
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_go_in_any_mix() {
+    let mut headers = request(&[
+        ("connection", "Keep-Alive, close, X-Named"),
+        ("keep-alive", "timeout=5"),
+        ("x-named", "1"),
+        ("trailer", "x"),
+        ("upgrade", "websocket"),
+        ("proxy-connection", "keep-alive"),
+        ("te", "trailers"),
+        ("transfer-encoding", "chunked"),
+        ("x-kept", "yes"),
+    ])
+    .headers()
+    .clone();
+    remove_hop_by_hop(&mut headers);
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers["x-kept"], "yes");
+    let mut plain = request(&[("host", "a"), ("accept", "*/*")])
+        .headers()
+        .clone();
+    remove_hop_by_hop(&mut plain);
+    assert_eq!(plain.len(), 2);
+}
+
+#[test]
+fn host_value_shares_the_host_header() {
+    let req = request(&[("host", "a.example:8080")]);
+    assert_eq!(
+        host_value(req.headers(), "a.example:8080").unwrap(),
+        "a.example:8080"
+    );
+    assert_eq!(host_value(req.headers(), "b.example").unwrap(), "b.example");
+}
+
 #[test]
 fn connection_named_headers_go_but_forwarded_headers_are_set() {
     let mut headers = request(&[
@@ -94,8 +148,8 @@ fn connection_named_headers_go_but_forwarded_headers_are_set() {
     .clone();
     to_upstream(
         &mut headers,
-        "10.0.0.1".parse().unwrap(),
-        Some("ex.com"),
+        &client(),
+        Some(&HeaderValue::from_static("ex.com")),
         None,
     );
     assert!(headers.get("x-secret").is_none());
@@ -116,7 +170,7 @@ fn forwarded_for_is_appended() {
     ])
     .headers()
     .clone();
-    to_upstream(&mut headers, "10.0.0.1".parse().unwrap(), None, None);
+    to_upstream(&mut headers, &client(), None, None);
     assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
 }
 
@@ -129,7 +183,7 @@ fn upgrades_are_kept_except_h2c() {
     let protocol = upgrade_protocol(ws.headers());
     assert_eq!(protocol.as_ref().unwrap(), "websocket");
     let mut headers = ws.headers().clone();
-    to_upstream(&mut headers, "10.0.0.1".parse().unwrap(), None, protocol);
+    to_upstream(&mut headers, &client(), None, protocol);
     assert_eq!(headers["upgrade"], "websocket");
     assert_eq!(headers["connection"], "upgrade");
     let h2c = request(&[("connection", "upgrade"), ("upgrade", "h2c")]);

@@ -166,12 +166,15 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let inherited_nodelay = nodelay_for_accepted(&listener);
     while let Some((stream, client, admitted)) =
         next_admitted(&listener, &worker, &name, &mut shutdown).await
     {
         let config = &admitted.runtime.listeners[admitted.index];
         let (slot, settings) = (config.slot, config.settings);
-        let _ = stream.set_nodelay(true);
+        if !inherited_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let deadlines = Deadlines {
             idle: settings.idle_timeout,
             header: settings.header_timeout,
@@ -182,6 +185,7 @@ pub async fn serve(
             worker: Rc::clone(&worker),
             listener: Rc::clone(&name),
             client,
+            forwarded_for: forwarding::address_value(client.ip()),
             phase,
             admitted,
             shutdown: shutdown.clone(),
@@ -189,6 +193,16 @@ pub async fn serve(
         let max_header_size = settings.max_header_size;
         tokio::task::spawn_local(serve_connection(io, conn, max_header_size));
     }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket, which Linux copies to every
+/// connection it accepts: one system call per listener instead of one per
+/// connection. Returns whether accepted connections have it that way.
+fn nodelay_for_accepted(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 /// Resolves `drain` after `shutdown` turned true (or its sender is gone):
@@ -202,14 +216,17 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
     let mut shutdown = conn.shutdown.clone();
     let drain = conn.admitted.runtime.drain_timeout;
     let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(max_header_size.max(8192) + 8192)
-        .max_header_size(max_header_size)
-        .serve_connection(io, service)
-        .with_upgrades();
-    tokio::pin!(connection);
+    // Boxed: hyper's connection state is large, and inline it would make
+    // this future large too, copied whole when the task is spawned.
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_header_size.max(8192) + 8192)
+            .max_header_size(max_header_size)
+            .serve_connection(io, service)
+            .with_upgrades(),
+    );
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.wait_for(|stop| *stop) => {
@@ -279,5 +296,20 @@ async fn accept_failed(error: std::io::Error) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     } else {
         tracing::debug!(%error, "accept failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(nodelay_for_accepted(&listener));
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }

@@ -43,6 +43,8 @@ pub struct ConnContext {
     pub listener: std::rc::Rc<str>,
     /// The client's address.
     pub client: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` value, formatted once.
+    pub forwarded_for: HeaderValue,
     /// The connection's phase (deadlines).
     pub phase: SharedPhase,
     /// Counts the connection as open while anything (also an upgraded
@@ -75,7 +77,14 @@ pub async fn handle(
     let outcome: OutcomeCell = Cell::new(None);
     let ambiguous = conn.phase.take_ambiguous_framing();
     let current = conn.worker.runtime.load_full();
-    let (runtime, index) = match current.listener_index(&conn.listener) {
+    // Until a reload, the generation is the one the connection was
+    // admitted under, whose listener index is known.
+    let index = if Arc::ptr_eq(&current, &conn.admitted.runtime) {
+        Some(conn.admitted.index)
+    } else {
+        current.listener_index(&conn.listener)
+    };
+    let (runtime, index) = match index {
         Some(index) => (current, index),
         None => {
             let old = Arc::clone(&conn.admitted.runtime);
@@ -88,7 +97,7 @@ pub async fn handle(
             "ambiguous message framing (Content-Length / Transfer-Encoding)",
         ))
     } else {
-        route_and_serve(&conn, &runtime, index, req, &outcome).await
+        route_and_serve(&conn, &runtime, index, req, started, &outcome).await
     };
     let own_answer = matches!(served, Err(ProxyError::NoUpstream | ProxyError::NoRoute));
     let mut response = match served {
@@ -128,12 +137,17 @@ async fn route_and_serve(
     runtime: &Runtime,
     index: usize,
     req: Request<Incoming>,
+    started: Instant,
     outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let ListenerKind::Http(routes) = &runtime.listeners[index].kind else {
         return Err(ProxyError::NoRoute);
     };
-    let host = forwarding::check_request(&req)?.map(str::to_owned);
+    // The host as a header value shares the client's Host header bytes;
+    // `host` borrows it.
+    let host_value = forwarding::check_request(&req)?
+        .and_then(|host| forwarding::host_value(req.headers(), host));
+    let host = host_value.as_ref().and_then(|v| v.to_str().ok());
     // The normalised path is borrowed from the request (no allocation in
     // the common case); only a static file keeps its remainder.
     let (found, remainder) = {
@@ -141,7 +155,7 @@ async fn route_and_serve(
             .map_err(|_| ProxyError::BadRequest("malformed request path"))?;
         let found = routes
             .router
-            .route(host.as_deref(), req.method(), &path)
+            .route(host, req.method(), &path)
             .ok_or(ProxyError::NoRoute)?;
         let remainder = matches!(routes.rules[found.rule].action, Action::Static { .. })
             .then(|| path[found.prefix_len..].to_owned());
@@ -164,9 +178,20 @@ async fn route_and_serve(
                 pool,
                 pass_host: *pass_host,
             };
-            proxy(conn, &target, host.as_deref(), req, outcome).await
+            let host = Host {
+                value: host_value.as_ref(),
+                text: host,
+            };
+            proxy(conn, &target, host, req, started, outcome).await
         }
     }
+}
+
+/// The request's host, as [`forwarding::check_request`] found it.
+#[derive(Clone, Copy)]
+struct Host<'a> {
+    value: Option<&'a HeaderValue>,
+    text: Option<&'a str>,
 }
 
 /// Everything about where a request goes.
@@ -181,8 +206,9 @@ struct Target<'a> {
 async fn proxy(
     conn: &Rc<ConnContext>,
     target: &Target<'_>,
-    host: Option<&str>,
+    host: Host<'_>,
     req: Request<Incoming>,
+    started: Instant,
     outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let settings = &target.rule.settings;
@@ -196,7 +222,7 @@ async fn proxy(
         forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let key = hash_key::extract(target.pool.hash_key.as_ref(), &parts, conn.client.ip());
-    let failure = Rc::new(BodyState::default());
+    let failure = Rc::new(BodyState::new(started.into()));
     let body = RequestBody::new(
         body,
         settings.body_timeout,
@@ -207,11 +233,11 @@ async fn proxy(
     let mut headers = parts.headers;
     forwarding::to_upstream(
         &mut headers,
-        conn.client.ip(),
-        host,
+        &conn.forwarded_for,
+        host.value,
         client_upgrade.as_ref().map(|(p, _)| p.clone()),
     );
-    apply_templates(conn, target.routes, host, &mut headers);
+    apply_templates(conn, target.routes, host.text, &mut headers);
     let uri = parts
         .uri
         .path_and_query()
@@ -221,7 +247,7 @@ async fn proxy(
         uri,
         headers,
         pass_host: target.pass_host,
-        host,
+        host: host.value,
     };
     let mut body = Some(body);
     let mut tried = Tried::default();
@@ -229,6 +255,8 @@ async fn proxy(
     let ctx_key = key.as_deref();
     let mut panic = false;
     let mut last_failure = ProxyError::ConnectFailed;
+    // The first attempt starts with the request (one clock reading less).
+    let mut attempt_started = started;
     loop {
         let ctx = PickContext {
             client: Some(conn.client.ip()),
@@ -260,7 +288,6 @@ async fn proxy(
         let mut active = Some(ActiveGuard::new(&conn.worker.row, upstream.slot));
         let mut fresh = false;
         let sent = loop {
-            let attempt_started = Instant::now();
             let connection = match conn
                 .worker
                 .connections
@@ -272,9 +299,11 @@ async fn proxy(
                     conn.worker
                         .row
                         .add_upstream(upstream.slot, UpstreamCounter::ConnectErrors, 1);
+                    let attempt_ended = Instant::now();
                     conn.worker
                         .row
-                        .observe_upstream(upstream.slot, attempt_started.elapsed());
+                        .observe_upstream(upstream.slot, attempt_ended - attempt_started);
+                    attempt_started = attempt_ended;
                     tracing::warn!(upstream = %upstream.id, %error, "connect failed");
                     last_failure = ProxyError::ConnectFailed;
                     break None;
@@ -299,9 +328,11 @@ async fn proxy(
                 &failure,
             )
             .await;
+            let attempt_ended = Instant::now();
             conn.worker
                 .row
-                .observe_upstream(upstream.slot, attempt_started.elapsed());
+                .observe_upstream(upstream.slot, attempt_ended - attempt_started);
+            attempt_started = attempt_ended;
             match attempt {
                 Attempt::Response(response) => break Some(response),
                 Attempt::Unsent(request_body, reused) if reused && !fresh => {
@@ -359,7 +390,7 @@ struct Outgoing<'a> {
     uri: Uri,
     headers: HeaderMap,
     pass_host: bool,
-    host: Option<&'a str>,
+    host: Option<&'a HeaderValue>,
 }
 
 impl Outgoing<'_> {
@@ -370,12 +401,10 @@ impl Outgoing<'_> {
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = self.headers.clone();
         let host = match (self.pass_host, self.host) {
-            (true, Some(host)) => HeaderValue::from_str(host).ok(),
-            _ => HeaderValue::from_str(upstream.authority.as_str()).ok(),
+            (true, Some(host)) => host.clone(),
+            _ => upstream.host_header.clone(),
         };
-        if let Some(host) = host {
-            req.headers_mut().insert(HOST, host);
-        }
+        req.headers_mut().insert(HOST, host);
         req
     }
 }

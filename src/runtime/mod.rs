@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::uri::Authority;
+use http::HeaderValue;
 
 use crate::config::{
     self, Config, ListenerMode, PoolConfig, ProxyProtocolVersion, RuleAction, Settings,
@@ -42,8 +42,9 @@ pub struct Runtime {
 pub struct Upstream {
     /// Configured id (logs, metrics).
     pub id: String,
-    /// `host:port`, as the Host header when `pass_host: false`.
-    pub authority: Authority,
+    /// `host:port`, the Host header when `pass_host: false` (made once:
+    /// cloning a header value is a reference count).
+    pub host_header: HeaderValue,
     /// Counter slot.
     pub slot: usize,
     /// Connect timeout set on the upstream itself (beats the rule's).
@@ -191,8 +192,9 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
             })?;
             Ok(Upstream {
                 id: u.id.clone(),
-                // A validated host:port is always a valid authority.
-                authority: address.parse().expect("validated address is an authority"),
+                // A validated host:port is always a valid header value.
+                host_header: HeaderValue::from_str(&address)
+                    .expect("validated address is a header value"),
                 slot,
                 connect_timeout: u.overrides.connect_timeout,
                 response_timeout: u.overrides.response_timeout,
