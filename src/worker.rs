@@ -307,7 +307,10 @@ async fn serve_supervised(
                 }
                 Err(error) => return Err(error.into()),
             },
-            _ = heartbeat.tick() => channel.send(&Message::Heartbeat).await?,
+            _ = heartbeat.tick() => {
+                crate::http::parking::return_freed_memory();
+                channel.send(&Message::Heartbeat).await?;
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = quit.recv() => std::process::exit(0),

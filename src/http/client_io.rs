@@ -14,11 +14,17 @@
 //! and runs every byte read through the framing scan
 //! ([`super::head_scan`]) before hyper sees it, so that each request head
 //! on the connection, pipelined or not, is checked.
+//!
+//! And it lets an idle keep-alive connection be parked (see
+//! [`super::parking`]): once parking begins it reads nothing more, its
+//! shutdown leaves the socket open, and when hyper drops it the socket is
+//! handed back through the [`PhaseCell`] instead of being closed.
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -57,6 +63,14 @@ pub struct PhaseCell {
     clear_heads: AtomicU64,
     /// Requests the handler has taken so far.
     requests: AtomicU64,
+    /// Whether every byte read so far belongs to complete request heads
+    /// and bodies: hyper holds no unparsed bytes.
+    at_boundary: AtomicBool,
+    /// Set while the connection is being parked.
+    parking: AtomicBool,
+    /// The socket, handed back when a parked connection's hyper state is
+    /// dropped.
+    parked: Mutex<Option<TcpStream>>,
 }
 
 /// A connection's phase, shared by its socket and its request handler.
@@ -69,15 +83,50 @@ fn epoch() -> Instant {
 }
 
 impl PhaseCell {
-    fn new(phase: Phase) -> SharedPhase {
+    /// The phase of a connection just accepted: idle, since now.
+    pub fn accepted() -> SharedPhase {
         let cell = Arc::new(PhaseCell {
             tag: AtomicU8::new(0),
             since_nanos: AtomicU64::new(0),
             clear_heads: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            at_boundary: AtomicBool::new(true),
+            parking: AtomicBool::new(false),
+            parked: Mutex::new(None),
         });
-        cell.set(phase);
+        cell.set(Phase::Idle(Instant::now()));
         cell
+    }
+
+    /// Whether the connection has waited for its next request for at
+    /// least `quiet`, with nothing read that hyper has not handled: its
+    /// hyper state can then be dropped without losing a byte.
+    pub fn parkable(&self, quiet: Duration) -> bool {
+        matches!(self.get(), Phase::Idle(since) if since.elapsed() >= quiet)
+            && self.at_boundary.load(Ordering::Relaxed)
+            && self.requests.load(Ordering::Relaxed) == self.clear_heads.load(Ordering::Relaxed)
+    }
+
+    /// Starts parking: the socket reads nothing more and survives hyper's
+    /// shutdown and drop (see [`PhaseCell::take_parked`]).
+    pub fn begin_parking(&self) {
+        self.parking.store(true, Ordering::Relaxed);
+    }
+
+    /// The socket of a connection whose parking finished, with the request
+    /// count reset for the next hyper connection on it; `None` if hyper
+    /// did not hand it back (the connection ended or was upgraded).
+    pub fn take_parked(&self) -> Option<TcpStream> {
+        let stream = self.parked.lock().ok()?.take()?;
+        self.parking.store(false, Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
+        self.clear_heads.store(0, Ordering::Relaxed);
+        self.at_boundary.store(true, Ordering::Relaxed);
+        Some(stream)
+    }
+
+    fn is_parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// The current phase.
@@ -135,7 +184,8 @@ const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/
 /// The client socket with deadlines and byte counting.
 #[derive(Debug)]
 pub struct ClientIo {
-    stream: TcpStream,
+    /// Dropped by hand: closed, or handed back when parking.
+    stream: ManuallyDrop<TcpStream>,
     phase: SharedPhase,
     deadlines: Deadlines,
     row: Row,
@@ -146,25 +196,25 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    /// Wraps an accepted connection; it starts idle.
+    /// Wraps a client connection in `phase`: just accepted, or back from
+    /// parking (at a request boundary either way).
     pub fn new(
         stream: TcpStream,
+        phase: SharedPhase,
         deadlines: Deadlines,
         row: Row,
         listener: usize,
-    ) -> (ClientIo, SharedPhase) {
-        let phase = PhaseCell::new(Phase::Idle(Instant::now()));
-        let io = ClientIo {
-            stream,
-            phase: Arc::clone(&phase),
+    ) -> ClientIo {
+        ClientIo {
+            stream: ManuallyDrop::new(stream),
+            phase,
             deadlines,
             row,
             listener,
             read_timer: None,
             write_timer: None,
             framing: FramingScan::default(),
-        };
-        (io, phase)
+        }
     }
 
     /// Follows the request stream through bytes just read (not in a
@@ -177,6 +227,9 @@ impl ClientIo {
         self.phase
             .clear_heads
             .store(self.framing.clear_heads(), Ordering::Relaxed);
+        self.phase
+            .at_boundary
+            .store(self.framing.at_boundary(), Ordering::Relaxed);
     }
 
     /// The read deadline for the current phase, if any.
@@ -201,8 +254,13 @@ impl ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.phase.is_parking() {
+            // Bytes of the next request stay in the socket for the hyper
+            // connection that serves it after parking.
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+        match Pin::new(&mut *self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
                 if n > 0 {
@@ -314,7 +372,7 @@ impl Write for ClientIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        let result = Pin::new(&mut *this.stream).poll_write(cx, buf);
         this.after_write(result, cx)
     }
 
@@ -324,7 +382,7 @@ impl Write for ClientIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let result = Pin::new(&mut *this.stream).poll_write_vectored(cx, bufs);
         this.after_write(result, cx)
     }
 
@@ -333,10 +391,26 @@ impl Write for ClientIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.phase.is_parking() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *this.stream).poll_shutdown(cx)
+    }
+}
+
+impl Drop for ClientIo {
+    fn drop(&mut self) {
+        // SAFETY: `stream` is taken exactly once, here, and not used after.
+        let stream = unsafe { ManuallyDrop::take(&mut self.stream) };
+        if self.phase.is_parking()
+            && let Ok(mut slot) = self.phase.parked.lock()
+        {
+            *slot = Some(stream);
+        }
     }
 }

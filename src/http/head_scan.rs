@@ -69,6 +69,12 @@ impl FramingScan {
         matches!(self.stage, Stage::Stopped)
     }
 
+    /// Whether the bytes fed so far end exactly where a request ended:
+    /// no part of a head or body is pending.
+    pub fn at_boundary(&self) -> bool {
+        matches!(&self.stage, Stage::Head(head) if head.untouched())
+    }
+
     /// Feeds the bytes of one read, in the order they arrived.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod forwarding;
 pub mod hash_key;
 pub mod head_scan;
+pub mod parking;
 pub mod proxy;
 pub mod static_files;
 pub mod tunnel;
@@ -30,12 +31,12 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::counters::{ConnectionGuard, ListenerCounter, Row};
 use crate::runtime::Runtime;
-use client_io::{ClientIo, Deadlines};
+use client_io::{ClientIo, Deadlines, PhaseCell};
 use proxy::ConnContext;
 use upstream::UpstreamConnections;
 
@@ -180,7 +181,7 @@ pub async fn serve(
             header: settings.header_timeout,
             send: settings.send_timeout,
         };
-        let (io, phase) = ClientIo::new(stream, deadlines, worker.row.clone(), slot);
+        let phase = PhaseCell::accepted();
         let conn = Rc::new(ConnContext {
             worker: Rc::clone(&worker),
             listener: Rc::clone(&name),
@@ -190,8 +191,12 @@ pub async fn serve(
             admitted,
             shutdown: shutdown.clone(),
         });
-        let max_header_size = settings.max_header_size;
-        tokio::task::spawn_local(serve_connection(io, conn, max_header_size));
+        let client = ClientSettings {
+            deadlines,
+            slot,
+            max_header_size: settings.max_header_size,
+        };
+        tokio::task::spawn_local(serve_connection(stream, conn, client));
     }
 }
 
@@ -212,10 +217,54 @@ pub async fn drain_deadline(mut shutdown: watch::Receiver<bool>, drain: Duration
     tokio::time::sleep(drain).await;
 }
 
-async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: usize) {
+/// What a client connection's socket wrapper and hyper need from the
+/// listener's settings, kept for each new hyper connection after parking.
+#[derive(Clone, Copy)]
+struct ClientSettings {
+    deadlines: Deadlines,
+    slot: usize,
+    max_header_size: usize,
+}
+
+/// Serves one client connection: with hyper while requests come, parked
+/// (see [`parking`]) while it waits idle, until it closes.
+async fn serve_connection(mut stream: TcpStream, conn: Rc<ConnContext>, client: ClientSettings) {
+    let mut shutdown = conn.shutdown.clone();
+    loop {
+        let io = ClientIo::new(
+            stream,
+            Arc::clone(&conn.phase),
+            client.deadlines,
+            conn.worker.row.clone(),
+            client.slot,
+        );
+        // Boxed, so that a parked connection's task does not keep room for
+        // the serving state.
+        let serving = Box::pin(serve_until_idle(io, &conn, client.max_header_size));
+        let Some(parked) = serving.await else {
+            return;
+        };
+        stream = parked;
+        parking::note_parked();
+        if !parking::wait(&stream, &conn.phase, client.deadlines.idle, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Runs hyper on `io` until the connection ends (`None`) or has been idle
+/// long enough to be parked: then its socket comes back.
+async fn serve_until_idle(
+    io: ClientIo,
+    conn: &Rc<ConnContext>,
+    max_header_size: usize,
+) -> Option<TcpStream> {
     let mut shutdown = conn.shutdown.clone();
     let drain = conn.admitted.runtime.drain_timeout;
-    let service = service_fn(move |req| proxy::handle(Rc::clone(&conn), req));
+    let service = {
+        let conn = Rc::clone(conn);
+        service_fn(move |req| proxy::handle(Rc::clone(&conn), req))
+    };
     // Boxed: hyper's connection state is large, and inline it would make
     // this future large too, copied whole when the task is spawned.
     let mut connection = Box::pin(
@@ -227,15 +276,29 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
             .serve_connection(io, service)
             .with_upgrades(),
     );
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = shutdown.wait_for(|stop| *stop) => {
-            connection.as_mut().graceful_shutdown();
-            match tokio::time::timeout(drain, connection).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::debug!("connection cut at drain_timeout");
-                    return;
+    let park_check = tokio::time::sleep(parking::PARK_AFTER);
+    tokio::pin!(park_check);
+    let mut parking = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(drain, connection.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => {
+                        tracing::debug!("connection cut at drain_timeout");
+                        return None;
+                    }
+                }
+            }
+            () = &mut park_check, if !parking => {
+                if conn.phase.parkable(parking::PARK_AFTER) {
+                    conn.phase.begin_parking();
+                    connection.as_mut().graceful_shutdown();
+                    parking = true;
+                } else {
+                    park_check.as_mut().reset(parking::next_check(&conn.phase));
                 }
             }
         }
@@ -243,6 +306,10 @@ async fn serve_connection(io: ClientIo, conn: Rc<ConnContext>, max_header_size: 
     if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
     }
+    // Dropping hyper's state drops the socket wrapper, which hands the
+    // socket back if parking began.
+    drop(connection);
+    conn.phase.take_parked()
 }
 
 /// The next connection admitted on listener `name` (see

@@ -64,6 +64,11 @@ pub struct HeadScan {
 }
 
 impl HeadScan {
+    /// Whether no byte of this head has been seen yet.
+    pub fn untouched(&self) -> bool {
+        !self.seen_request_line && self.line_bytes == 0
+    }
+
     /// Feeds bytes; returns how many belong to this head and, once its
     /// empty line was seen, its framing. Bytes after the head are not used.
     pub fn feed(&mut self, bytes: &[u8]) -> (usize, Option<Framing>) {

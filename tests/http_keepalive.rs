@@ -1,0 +1,107 @@
+//! Idle keep-alive client connections are parked (their hyper state
+//! dropped, the socket kept) and come back for their next request: nothing
+//! the client sends around a park may be lost, and the idle timeout still
+//! counts from the last response.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Proxy, read_response, read_until_quiet, upstreams_yaml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longer than sluice's wait before parking an idle connection.
+const PARKED: Duration = Duration::from_millis(600);
+
+fn config(backend: &Backend, idle: &str) -> String {
+    format!(
+        "{}defaults:\n  idle_timeout: {idle}\n  header_timeout: 5s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [{}]\n",
+        upstreams_yaml(&[backend]),
+        backend.name
+    )
+}
+
+fn statuses(responses: &str) -> Vec<&str> {
+    responses
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &responses[at + 9..at + 12])
+        .collect()
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_what_comes_next_in_order() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&b, "10s"));
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET /first HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+
+    tokio::time::sleep(PARKED).await;
+    stream
+        .write_all(b"GET /second HTTP/1.1\r\nhost: a\r\n\r\nPOST /third HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n01234")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(b"56789").await.unwrap();
+    let responses = read_until_quiet(&mut stream, Duration::from_millis(500)).await;
+    assert_eq!(statuses(&responses), ["200", "200"], "{responses}");
+
+    tokio::time::sleep(PARKED).await;
+    stream
+        .write_all(b"GET /fourth HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+
+    let seen: Vec<(String, usize)> = b.seen().into_iter().map(|s| (s.uri, s.body_len)).collect();
+    let expected = [
+        ("/first", 0),
+        ("/second", 0),
+        ("/third", 10),
+        ("/fourth", 0),
+    ];
+    let expected: Vec<(String, usize)> =
+        expected.iter().map(|(u, l)| (u.to_string(), *l)).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_head_that_pauses_mid_way_is_not_parked_away() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&b, "10s"));
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET /a HTTP/1.1\r\nhost: a\r\n\r\nGET /b HTTP/1.1\r\nhost:")
+        .await
+        .unwrap();
+    tokio::time::sleep(PARKED).await;
+    stream.write_all(b" a\r\n\r\n").await.unwrap();
+    let responses = read_until_quiet(&mut stream, Duration::from_millis(500)).await;
+    assert_eq!(statuses(&responses), ["200", "200"], "{responses}");
+    let uris: Vec<String> = b.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(uris, ["/a", "/b"]);
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_at_its_idle_timeout_and_not_before() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&b, "1500ms"));
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(900), stream.read(&mut byte)).await;
+    assert!(early.is_err(), "closed before the idle timeout: {early:?}");
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "a parked connection is closed quietly at idle_timeout: {closed:?}"
+    );
+}
