@@ -105,3 +105,25 @@ async fn a_parked_connection_closes_at_its_idle_timeout_and_not_before() {
         "a parked connection is closed quietly at idle_timeout: {closed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_the_client_closes_is_not_kept_parked() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(&b, "10s"));
+    for request in [
+        &b"GET / HTTP/1.0\r\nhost: a\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut all)).await;
+        assert!(
+            read.is_ok(),
+            "the connection stayed open after the response"
+        );
+        let response = String::from_utf8_lossy(&all);
+        assert!(response.starts_with("HTTP/1."), "{response}");
+        assert_eq!(&response[9..12], "200", "{response}");
+    }
+}

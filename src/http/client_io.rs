@@ -66,6 +66,9 @@ pub struct PhaseCell {
     /// Whether every byte read so far belongs to complete request heads
     /// and bodies: hyper holds no unparsed bytes.
     at_boundary: AtomicBool,
+    /// Whether the last exchange leaves the connection open: parking one
+    /// that hyper is about to close would keep it open.
+    keep_alive: AtomicBool,
     /// Set while the connection is being parked.
     parking: AtomicBool,
     /// The socket, handed back when a parked connection's hyper state is
@@ -91,6 +94,7 @@ impl PhaseCell {
             clear_heads: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             at_boundary: AtomicBool::new(true),
+            keep_alive: AtomicBool::new(true),
             parking: AtomicBool::new(false),
             parked: Mutex::new(None),
         });
@@ -104,7 +108,14 @@ impl PhaseCell {
     pub fn parkable(&self, quiet: Duration) -> bool {
         matches!(self.get(), Phase::Idle(since) if since.elapsed() >= quiet)
             && self.at_boundary.load(Ordering::Relaxed)
+            && self.keep_alive.load(Ordering::Relaxed)
             && self.requests.load(Ordering::Relaxed) == self.clear_heads.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the exchange just answered leaves the connection
+    /// open (see [`super::forwarding::keeps_alive`]).
+    pub fn set_keep_alive(&self, keep_alive: bool) {
+        self.keep_alive.store(keep_alive, Ordering::Relaxed);
     }
 
     /// Starts parking: the socket reads nothing more and survives hyper's

@@ -11,7 +11,7 @@ use http::header::{
     CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{Method, Request};
+use http::{Method, Request, Version};
 
 use super::error::ProxyError;
 
@@ -107,6 +107,24 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     connection_tokens(headers)
         .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
         .then(|| upgrade.clone())
+}
+
+/// Whether the client's connection stays open after `req` (RFC 9112
+/// §9.3): for HTTP/1.1 unless it says `close`, for HTTP/1.0 only if it
+/// says `keep-alive`.
+pub fn keeps_alive<B>(req: &Request<B>) -> bool {
+    let mut tokens = connection_tokens(req.headers());
+    if req.version() == Version::HTTP_10 {
+        tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+    } else {
+        !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
+    }
+}
+
+/// Whether a response's own headers close the client connection after it
+/// (sluice's answers that end a connection say `Connection: close`).
+pub fn closes(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// The comma-separated tokens of every `Connection` value, split on bytes

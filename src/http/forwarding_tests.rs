@@ -209,3 +209,24 @@ fn response_framing_must_be_unambiguous() {
         ("content-length", "5")
     ])));
 }
+
+#[test]
+fn keep_alive_follows_the_version_and_the_connection_tokens() {
+    let request = |version: Version, connection: Option<&str>| {
+        let mut builder = Request::builder().version(version).uri("/");
+        if let Some(value) = connection {
+            builder = builder.header(CONNECTION, value);
+        }
+        builder.body(()).unwrap()
+    };
+    assert!(keeps_alive(&request(Version::HTTP_11, None)));
+    assert!(keeps_alive(&request(Version::HTTP_11, Some("te"))));
+    assert!(!keeps_alive(&request(Version::HTTP_11, Some("te, Close"))));
+    assert!(!keeps_alive(&request(Version::HTTP_10, None)));
+    assert!(keeps_alive(&request(Version::HTTP_10, Some("Keep-Alive"))));
+
+    let mut headers = HeaderMap::new();
+    assert!(!closes(&headers));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    assert!(closes(&headers));
+}

@@ -73,6 +73,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
+    let client_keeps_alive = forwarding::keeps_alive(&req);
     let started = Instant::now();
     let outcome: OutcomeCell = Cell::new(None);
     let ambiguous = conn.phase.take_ambiguous_framing();
@@ -126,6 +127,8 @@ pub async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         conn.phase.set(Phase::Tunnel);
     }
+    conn.phase
+        .set_keep_alive(client_keeps_alive && !forwarding::closes(response.headers()));
     response
         .body_mut()
         .set_phase(std::sync::Arc::clone(&conn.phase));
