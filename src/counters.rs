@@ -263,18 +263,12 @@ impl Region {
 
     /// Sum of a listener counter over every worker row.
     pub fn listener_total(&self, listener: usize, counter: ListenerCounter) -> u64 {
-        let slot = listener_slot(listener, counter);
-        (RETIRED_ROW..self.rows)
-            .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
-            .sum()
+        self.total(listener_slot(listener, counter))
     }
 
     /// Sum of an upstream counter over every worker row.
     pub fn upstream_total(&self, upstream: usize, counter: UpstreamCounter) -> u64 {
-        let slot = upstream_slot(upstream, counter);
-        (RETIRED_ROW..self.rows)
-            .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
-            .sum()
+        self.total(upstream_slot(upstream, counter))
     }
 
     /// Sum over every row of one slot.
@@ -398,6 +392,7 @@ impl Row {
     }
 
     /// This worker's value of a listener counter.
+    #[cfg(test)]
     pub fn listener(&self, listener: usize, counter: ListenerCounter) -> u64 {
         self.region.slots(self.row)[listener_slot(listener, counter)].load(Ordering::Relaxed)
     }

@@ -93,7 +93,11 @@ async fn least_connections_counts_across_workers() {
     let mut held = None;
     for _ in 0..30 {
         let pending = tokio::spawn(client().get(url.clone()).send());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Answered by a fast backend, or in flight on the slow one.
+        let picked_slow = || sluice.status_value("UPSTREAM", "slow", 3) != "0";
+        sluice.wait_for(Duration::from_secs(5), || {
+            pending.is_finished() || picked_slow()
+        });
         if !pending.is_finished() {
             held = Some(pending);
             break;

@@ -31,7 +31,7 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
 }
 
 /// Every live process in `/proc` with its stat.
-fn all_processes() -> Vec<(u32, Stat)> {
+pub fn all_processes() -> Vec<(u32, Stat)> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -240,7 +240,12 @@ async fn serve_connection(mut stream: TcpStream, conn: Rc<ConnContext>, client: 
         );
         // Boxed, so that a parked connection's task does not keep room for
         // the serving state.
-        let serving = Box::pin(serve_until_idle(io, &conn, client.max_header_size));
+        let serving = Box::pin(serve_until_idle(
+            io,
+            &conn,
+            client.max_header_size,
+            &mut shutdown,
+        ));
         let Some(parked) = serving.await else {
             return;
         };
@@ -258,8 +263,8 @@ async fn serve_until_idle(
     io: ClientIo,
     conn: &Rc<ConnContext>,
     max_header_size: usize,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Option<TcpStream> {
-    let mut shutdown = conn.shutdown.clone();
     let drain = conn.admitted.runtime.drain_timeout;
     let service = {
         let conn = Rc::clone(conn);

@@ -87,11 +87,7 @@ pub async fn handle(
     };
     let (runtime, index) = match index {
         Some(index) => (current, index),
-        None => {
-            let old = Arc::clone(&conn.admitted.runtime);
-            let index = old.listener_index(&conn.listener).unwrap_or_default();
-            (old, index)
-        }
+        None => (Arc::clone(&conn.admitted.runtime), conn.admitted.index),
     };
     let served = if ambiguous {
         Err(ProxyError::BadRequest(
