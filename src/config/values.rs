@@ -13,6 +13,7 @@ use http::header::HeaderName;
 
 use super::model::{HashKey, StatusSet, UpstreamAddress};
 use super::suggest::did_you_mean;
+use crate::runtime::headers::HeaderTemplate;
 
 /// Longest duration accepted: one year. Far beyond any sane timeout, and
 /// small enough that `Instant::now() + d` can never overflow.
@@ -378,7 +379,17 @@ pub fn header_value(text: &str) -> Result<String, String> {
     if text.chars().any(|c| c.is_control() && c != '\t') {
         return Err("header value must not contain control characters".to_owned());
     }
-    Ok(text.to_owned())
+    // The template the runtime will compile: an unknown `$name` is
+    // reported here, with its position, not first when sluice starts.
+    match HeaderTemplate::compile(HeaderName::from_static("x"), text) {
+        Ok(_) => Ok(text.to_owned()),
+        Err(error) if error.name.is_empty() => Err("not a valid header value".to_owned()),
+        Err(error) => Err(format!(
+            "unknown variable `${}` (known: {}; `$$` is a literal `$`)",
+            error.name,
+            HeaderTemplate::VARIABLES
+        )),
+    }
 }
 
 #[cfg(test)]

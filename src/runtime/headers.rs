@@ -70,7 +70,8 @@ pub struct RequestVars<'a> {
 /// A template that names a variable sluice does not know.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "header `{header}`: unknown variable `${name}` (known: $ip, $port, $host, $scheme, $request_id)"
+    "header `{header}`: unknown variable `${name}` (known: {})",
+    HeaderTemplate::VARIABLES
 )]
 pub struct UnknownVariable {
     /// The header whose value holds it.
@@ -80,6 +81,9 @@ pub struct UnknownVariable {
 }
 
 impl HeaderTemplate {
+    /// The variables a template may name, for error messages.
+    pub const VARIABLES: &'static str = "$ip, $port, $host, $scheme, $request_id";
+
     /// Compiles `value` for header `name`. A `$` not followed by a known
     /// variable name is an error; `$$` is a literal `$`.
     pub fn compile(name: HeaderName, value: &str) -> Result<HeaderTemplate, UnknownVariable> {
