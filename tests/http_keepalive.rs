@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::metrics::{get, samples, value};
 use common::{Backend, Proxy, read_response, read_until_quiet, upstreams_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -126,4 +127,70 @@ async fn a_connection_the_client_closes_is_not_kept_parked() {
         assert!(response.starts_with("HTTP/1."), "{response}");
         assert_eq!(&response[9..12], "200", "{response}");
     }
+}
+
+/// Opens a connection, gets one response on it and waits until it is
+/// parked.
+async fn parked_connection(proxy: &Proxy) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    stream
+}
+
+#[tokio::test]
+async fn parked_connections_count_as_open_until_their_client_closes() {
+    let b = Backend::start("app").await;
+    let yaml = format!("admin: {{ listen: 127.0.0.1:0 }}\n{}", config(&b, "30s"));
+    let proxy = Proxy::start(&yaml);
+    let admin = proxy.instance.admin.unwrap();
+    let first = parked_connection(&proxy).await;
+    let _second = parked_connection(&proxy).await;
+    tokio::time::sleep(PARKED).await;
+    let active = || async {
+        let (_, _, text) = get(admin, "/metrics").await;
+        value(
+            &samples(&text),
+            "sluice_listener_connections_active",
+            &[("listener", "web")],
+        )
+    };
+    assert_eq!(active().await, 2.0);
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while active().await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed parked connection is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn stopping_closes_parked_connections_without_waiting_for_the_drain() {
+    let b = Backend::start("app").await;
+    let yaml = format!("drain_timeout: 60s\n{}", config(&b, "30s"));
+    let proxy = Proxy::start(&yaml);
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        parked.push(parked_connection(&proxy).await);
+    }
+    tokio::time::sleep(PARKED).await;
+    let stopped = tokio::task::spawn_blocking(move || proxy.instance.stop());
+    for stream in &mut parked {
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "a parked connection stays open after stop: {closed:?}"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("stop waited for the drain timeout")
+        .unwrap();
 }

@@ -88,6 +88,12 @@ fn epoch() -> Instant {
 impl PhaseCell {
     /// The phase of a connection just accepted: idle, since now.
     pub fn accepted() -> SharedPhase {
+        PhaseCell::idle_since(Instant::now())
+    }
+
+    /// The phase of a connection idle since `since` (one served again after
+    /// parking).
+    pub fn idle_since(since: Instant) -> SharedPhase {
         let cell = Arc::new(PhaseCell {
             tag: AtomicU8::new(0),
             since_nanos: AtomicU64::new(0),
@@ -98,7 +104,7 @@ impl PhaseCell {
             parking: AtomicBool::new(false),
             parked: Mutex::new(None),
         });
-        cell.set(Phase::Idle(Instant::now()));
+        cell.set(Phase::Idle(since));
         cell
     }
 
@@ -124,16 +130,10 @@ impl PhaseCell {
         self.parking.store(true, Ordering::Relaxed);
     }
 
-    /// The socket of a connection whose parking finished, with the request
-    /// count reset for the next hyper connection on it; `None` if hyper
+    /// The socket of a connection whose parking finished; `None` if hyper
     /// did not hand it back (the connection ended or was upgraded).
     pub fn take_parked(&self) -> Option<TcpStream> {
-        let stream = self.parked.lock().ok()?.take()?;
-        self.parking.store(false, Ordering::Relaxed);
-        self.requests.store(0, Ordering::Relaxed);
-        self.clear_heads.store(0, Ordering::Relaxed);
-        self.at_boundary.store(true, Ordering::Relaxed);
-        Some(stream)
+        self.parked.lock().ok()?.take()
     }
 
     fn is_parking(&self) -> bool {

@@ -3,6 +3,7 @@
 //! on the worker's single thread.
 //!
 //! - [`client_io`]: the client socket with idle/head/send deadlines.
+//! - `connection`: one client connection, served, parked and resumed.
 //! - [`proxy`]: one request: check, route, proxy or serve a file.
 //! - [`forwarding`]: request checks and header rewriting.
 //! - [`upstream`]: upstream connections and their keep-alive pool.
@@ -12,6 +13,7 @@
 
 pub mod body;
 pub mod client_io;
+mod connection;
 pub mod error;
 pub mod forwarding;
 pub mod hash_key;
@@ -28,16 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioTimer;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::counters::{ConnectionGuard, ListenerCounter, Row};
 use crate::runtime::Runtime;
-use client_io::{ClientIo, Deadlines, PhaseCell};
-use proxy::ConnContext;
+use connection::ListenerConnections;
 use upstream::UpstreamConnections;
 
 /// What one worker shares between its connections.
@@ -168,35 +166,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let inherited_nodelay = nodelay_for_accepted(&listener);
+    let connections = ListenerConnections::open(&worker, &name, &shutdown);
     while let Some((stream, client, admitted)) =
         next_admitted(&listener, &worker, &name, &mut shutdown).await
     {
-        let config = &admitted.runtime.listeners[admitted.index];
-        let (slot, settings) = (config.slot, config.settings);
         if !inherited_nodelay {
             let _ = stream.set_nodelay(true);
         }
-        let deadlines = Deadlines {
-            idle: settings.idle_timeout,
-            header: settings.header_timeout,
-            send: settings.send_timeout,
-        };
-        let phase = PhaseCell::accepted();
-        let conn = Rc::new(ConnContext {
-            worker: Rc::clone(&worker),
-            listener: Rc::clone(&name),
-            client,
-            forwarded_for: forwarding::address_value(client.ip()),
-            phase,
-            admitted,
-            shutdown: shutdown.clone(),
-        });
-        let client = ClientSettings {
-            deadlines,
-            slot,
-            max_header_size: settings.max_header_size,
-        };
-        tokio::task::spawn_local(serve_connection(stream, conn, client));
+        connections.start(stream, client, admitted);
     }
 }
 
@@ -215,106 +192,6 @@ fn nodelay_for_accepted(listener: &TcpListener) -> bool {
 pub async fn drain_deadline(mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let _ = shutdown.wait_for(|stop| *stop).await;
     tokio::time::sleep(drain).await;
-}
-
-/// What a client connection's socket wrapper and hyper need from the
-/// listener's settings, kept for each new hyper connection after parking.
-#[derive(Clone, Copy)]
-struct ClientSettings {
-    deadlines: Deadlines,
-    slot: usize,
-    max_header_size: usize,
-}
-
-/// Serves one client connection: with hyper while requests come, parked
-/// (see [`parking`]) while it waits idle, until it closes.
-async fn serve_connection(mut stream: TcpStream, conn: Rc<ConnContext>, client: ClientSettings) {
-    let mut shutdown = conn.shutdown.clone();
-    loop {
-        let io = ClientIo::new(
-            stream,
-            Arc::clone(&conn.phase),
-            client.deadlines,
-            conn.worker.row.clone(),
-            client.slot,
-        );
-        // Boxed, so that a parked connection's task does not keep room for
-        // the serving state.
-        let serving = Box::pin(serve_until_idle(
-            io,
-            &conn,
-            client.max_header_size,
-            &mut shutdown,
-        ));
-        let Some(parked) = serving.await else {
-            return;
-        };
-        stream = parked;
-        parking::note_parked();
-        if !parking::wait(&stream, &conn.phase, client.deadlines.idle, &mut shutdown).await {
-            return;
-        }
-    }
-}
-
-/// Runs hyper on `io` until the connection ends (`None`) or has been idle
-/// long enough to be parked: then its socket comes back.
-async fn serve_until_idle(
-    io: ClientIo,
-    conn: &Rc<ConnContext>,
-    max_header_size: usize,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<TcpStream> {
-    let drain = conn.admitted.runtime.drain_timeout;
-    let service = {
-        let conn = Rc::clone(conn);
-        service_fn(move |req| proxy::handle(Rc::clone(&conn), req))
-    };
-    // Boxed: hyper's connection state is large, and inline it would make
-    // this future large too, copied whole when the task is spawned.
-    let mut connection = Box::pin(
-        http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_buf_size(max_header_size.max(8192) + 8192)
-            .max_header_size(max_header_size)
-            .serve_connection(io, service)
-            .with_upgrades(),
-    );
-    let park_check = tokio::time::sleep(parking::PARK_AFTER);
-    tokio::pin!(park_check);
-    let mut parking = false;
-    let result = loop {
-        tokio::select! {
-            result = connection.as_mut() => break result,
-            _ = shutdown.wait_for(|stop| *stop) => {
-                connection.as_mut().graceful_shutdown();
-                match tokio::time::timeout(drain, connection.as_mut()).await {
-                    Ok(result) => break result,
-                    Err(_) => {
-                        tracing::debug!("connection cut at drain_timeout");
-                        return None;
-                    }
-                }
-            }
-            () = &mut park_check, if !parking => {
-                if conn.phase.parkable(parking::PARK_AFTER) {
-                    conn.phase.begin_parking();
-                    connection.as_mut().graceful_shutdown();
-                    parking = true;
-                } else {
-                    park_check.as_mut().reset(parking::next_check(&conn.phase));
-                }
-            }
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "client connection ended with an error");
-    }
-    // Dropping hyper's state drops the socket wrapper, which hands the
-    // socket back if parking began.
-    drop(connection);
-    conn.phase.take_parked()
 }
 
 /// The next connection admitted on listener `name` (see

@@ -1,13 +1,16 @@
 //! Parking idle keep-alive client connections.
 //!
 //! hyper keeps a read and a write buffer (8 KiB each) for every connection
-//! it serves, idle or not: about 16 KiB per idle keep-alive client. So a
-//! connection that has waited [`PARK_AFTER`] for its next request, with
-//! nothing read that hyper has not handled, is parked: its hyper state is
-//! shut down and dropped while the socket stays open (see
-//! [`super::client_io`]), and the bare socket waits for the next request,
-//! `idle_timeout` or shutdown. The next request gets a fresh hyper
-//! connection. nginx's keep-alive handler frees its buffers the same way.
+//! it serves, idle or not, and each connection has its task and its tokio
+//! registration: about 17 KiB per idle keep-alive client. So a connection
+//! that has waited [`PARK_AFTER`] for its next request, with nothing read
+//! that hyper has not handled, is parked: its hyper state is shut down and
+//! dropped while the socket stays open (see [`super::client_io`]), its
+//! task ends, and the bare socket moves to its listener's [`ParkingLot`]
+//! (a few hundred bytes per connection) until the next request,
+//! `idle_timeout` or shutdown. The next request gets a fresh task and
+//! hyper connection. nginx's keep-alive handler frees its buffers the same
+//! way.
 //!
 //! glibc's allocator keeps freed memory in its heap, so a burst of
 //! connections that then go idle would keep costing their peak. The worker
@@ -17,11 +20,13 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client_io::{Phase, PhaseCell};
+
+pub mod lot;
+
+pub use lot::ParkingLot;
 
 /// How long a connection waits for its next request before it is parked:
 /// long enough that a client sending request after request never is.
@@ -33,27 +38,6 @@ pub fn next_check(phase: &PhaseCell) -> Instant {
     match phase.get() {
         Phase::Idle(since) if since + PARK_AFTER > now => since + PARK_AFTER,
         _ => now + PARK_AFTER,
-    }
-}
-
-/// Waits on a parked connection's socket: `true` once it is readable (a
-/// request, or the client's close, for a new hyper connection to read);
-/// `false` when its `idle` time since the last response ran out or the
-/// listener is shutting down, and the connection is to be closed.
-pub async fn wait(
-    stream: &TcpStream,
-    phase: &PhaseCell,
-    idle: Duration,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    let deadline = match phase.get() {
-        Phase::Idle(since) => since + idle,
-        _ => Instant::now() + idle,
-    };
-    tokio::select! {
-        ready = stream.readable() => ready.is_ok(),
-        () = tokio::time::sleep_until(deadline) => false,
-        _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }
 

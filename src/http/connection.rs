@@ -1,0 +1,243 @@
+//! One client connection: served with hyper while requests come, moved to
+//! its listener's parking lot (see [`super::parking`]) while it waits idle,
+//! and served again from there when its next request comes.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioTimer;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::client_io::{ClientIo, Deadlines, Phase, PhaseCell, SharedPhase};
+use super::parking::{self, ParkingLot};
+use super::proxy::{self, ConnContext};
+use super::{Admitted, Worker, forwarding};
+use crate::runtime::Listener;
+
+/// What the connections of one listener in one worker share: their
+/// worker, their listener's name and stop signal, and the lot where they
+/// park.
+pub(super) struct ListenerConnections {
+    worker: Rc<Worker>,
+    name: Rc<str>,
+    shutdown: watch::Receiver<bool>,
+    /// `None` when no descriptor was left for its epoll set: idle
+    /// connections are then not parked.
+    lot: Option<ParkingLot<ParkedConnection>>,
+}
+
+/// What a parked connection keeps to be served again.
+struct ParkedConnection {
+    client: SocketAddr,
+    admitted: Admitted,
+    settings: ClientSettings,
+    idle_since: Instant,
+}
+
+impl ListenerConnections {
+    /// Opens listener `name`'s parking lot and starts its task, which
+    /// serves each parked connection again once it has something to read,
+    /// until `shutdown` turns true.
+    pub(super) fn open(
+        worker: &Rc<Worker>,
+        name: &Rc<str>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Rc<ListenerConnections> {
+        let lot = ParkingLot::new()
+            .inspect_err(|error| {
+                tracing::warn!(listener = %name, %error, "idle connections will not be parked");
+            })
+            .ok();
+        let connections = Rc::new(ListenerConnections {
+            worker: Rc::clone(worker),
+            name: Rc::clone(name),
+            shutdown: shutdown.clone(),
+            lot,
+        });
+        let watched = Rc::clone(&connections);
+        tokio::task::spawn_local(async move {
+            if let Some(lot) = &watched.lot {
+                let resume = |stream, parked| watched.resume(stream, parked);
+                lot.run(watched.shutdown.clone(), resume).await;
+            }
+        });
+        connections
+    }
+
+    /// Starts serving a connection from `client` just admitted.
+    pub(super) fn start(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+        admitted: Admitted,
+    ) {
+        let settings = ClientSettings::of(&admitted.runtime.listeners[admitted.index]);
+        let conn = self.context(client, admitted, PhaseCell::accepted());
+        tokio::task::spawn_local(serve_connection(stream, conn, settings, Rc::clone(self)));
+    }
+
+    /// Serves a parked connection again.
+    fn resume(self: &Rc<Self>, stream: TcpStream, parked: ParkedConnection) {
+        let phase = PhaseCell::idle_since(parked.idle_since);
+        let conn = self.context(parked.client, parked.admitted, phase);
+        let serving = serve_connection(stream, conn, parked.settings, Rc::clone(self));
+        tokio::task::spawn_local(serving);
+    }
+
+    /// The context of a client connection from `client`, starting in
+    /// `phase`.
+    fn context(
+        &self,
+        client: SocketAddr,
+        admitted: Admitted,
+        phase: SharedPhase,
+    ) -> Rc<ConnContext> {
+        Rc::new(ConnContext {
+            worker: Rc::clone(&self.worker),
+            listener: Rc::clone(&self.name),
+            client,
+            forwarded_for: forwarding::address_value(client.ip()),
+            phase,
+            admitted,
+            shutdown: self.shutdown.clone(),
+        })
+    }
+}
+
+/// What a client connection's socket wrapper and hyper need from the
+/// listener's settings, kept for each new hyper connection after parking.
+#[derive(Clone, Copy)]
+struct ClientSettings {
+    deadlines: Deadlines,
+    slot: usize,
+    max_header_size: usize,
+}
+
+impl ClientSettings {
+    fn of(listener: &Listener) -> ClientSettings {
+        let settings = &listener.settings;
+        ClientSettings {
+            deadlines: Deadlines {
+                idle: settings.idle_timeout,
+                header: settings.header_timeout,
+                send: settings.send_timeout,
+            },
+            slot: listener.slot,
+            max_header_size: settings.max_header_size,
+        }
+    }
+}
+
+/// Serves one client connection with hyper until it closes, or until it
+/// has waited idle long enough to move to its listener's parking lot,
+/// which
+/// starts this again when its next request comes.
+async fn serve_connection(
+    stream: TcpStream,
+    conn: Rc<ConnContext>,
+    client: ClientSettings,
+    listener: Rc<ListenerConnections>,
+) {
+    let mut shutdown = conn.shutdown.clone();
+    let io = ClientIo::new(
+        stream,
+        Arc::clone(&conn.phase),
+        client.deadlines,
+        conn.worker.row.clone(),
+        client.slot,
+    );
+    let serving = serve_until_idle(
+        io,
+        &conn,
+        client.max_header_size,
+        &mut shutdown,
+        listener.lot.is_some(),
+    );
+    let (Some(stream), Some(lot)) = (serving.await, &listener.lot) else {
+        return;
+    };
+    let idle_since = match conn.phase.get() {
+        Phase::Idle(since) => since,
+        _ => Instant::now(),
+    };
+    // Nothing else holds the context once hyper's state is gone; were it
+    // otherwise, closing an idle connection is what its idle timeout does.
+    let Ok(conn) = Rc::try_unwrap(conn) else {
+        tracing::debug!("idle connection still referenced; closed instead of parked");
+        return;
+    };
+    let parked = ParkedConnection {
+        client: conn.client,
+        admitted: conn.admitted,
+        settings: client,
+        idle_since,
+    };
+    lot.park(stream, idle_since + client.deadlines.idle, parked);
+    parking::note_parked();
+}
+
+/// Runs hyper on `io` until the connection ends (`None`) or has been idle
+/// long enough to be parked: then its socket comes back.
+async fn serve_until_idle(
+    io: ClientIo,
+    conn: &Rc<ConnContext>,
+    max_header_size: usize,
+    shutdown: &mut watch::Receiver<bool>,
+    can_park: bool,
+) -> Option<TcpStream> {
+    let drain = conn.admitted.runtime.drain_timeout;
+    let service = {
+        let conn = Rc::clone(conn);
+        service_fn(move |req| proxy::handle(Rc::clone(&conn), req))
+    };
+    // Boxed: hyper's connection state is large, and inline it would make
+    // this future large too, copied whole when the task is spawned.
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_header_size.max(8192) + 8192)
+            .max_header_size(max_header_size)
+            .serve_connection(io, service)
+            .with_upgrades(),
+    );
+    let park_check = tokio::time::sleep(parking::PARK_AFTER);
+    tokio::pin!(park_check);
+    let mut parking = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(drain, connection.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => {
+                        tracing::debug!("connection cut at drain_timeout");
+                        return None;
+                    }
+                }
+            }
+            () = &mut park_check, if can_park && !parking => {
+                if conn.phase.parkable(parking::PARK_AFTER) {
+                    conn.phase.begin_parking();
+                    connection.as_mut().graceful_shutdown();
+                    parking = true;
+                } else {
+                    park_check.as_mut().reset(parking::next_check(&conn.phase));
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+    // Dropping hyper's state drops the socket wrapper, which hands the
+    // socket back if parking began.
+    drop(connection);
+    conn.phase.take_parked()
+}
