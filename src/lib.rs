@@ -37,6 +37,7 @@ pub mod instance;
 pub mod listener;
 pub mod runtime;
 pub mod starter;
+pub mod stop;
 pub mod supervisor;
 pub mod tcp;
 pub mod worker;

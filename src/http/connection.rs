@@ -10,7 +10,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client_io::{ClientIo, Deadlines, Phase, PhaseCell, SharedPhase};
@@ -18,6 +17,7 @@ use super::parking::{self, ParkingLot};
 use super::proxy::{self, ConnContext};
 use super::{Admitted, Worker, forwarding};
 use crate::runtime::Listener;
+use crate::stop::ListenerStop;
 
 /// What the connections of one listener in one worker share: their
 /// worker, their listener's name and stop signal, and the lot where they
@@ -25,7 +25,7 @@ use crate::runtime::Listener;
 pub(super) struct ListenerConnections {
     worker: Rc<Worker>,
     name: Rc<str>,
-    shutdown: watch::Receiver<bool>,
+    stop: ListenerStop,
     /// `None` when no descriptor was left for its epoll set: idle
     /// connections are then not parked.
     lot: Option<ParkingLot<ParkedConnection>>,
@@ -42,11 +42,11 @@ struct ParkedConnection {
 impl ListenerConnections {
     /// Opens listener `name`'s parking lot and starts its task, which
     /// serves each parked connection again once it has something to read,
-    /// until `shutdown` turns true.
+    /// until the listener stops.
     pub(super) fn open(
         worker: &Rc<Worker>,
         name: &Rc<str>,
-        shutdown: &watch::Receiver<bool>,
+        stop: &ListenerStop,
     ) -> Rc<ListenerConnections> {
         let lot = ParkingLot::new()
             .inspect_err(|error| {
@@ -56,14 +56,14 @@ impl ListenerConnections {
         let connections = Rc::new(ListenerConnections {
             worker: Rc::clone(worker),
             name: Rc::clone(name),
-            shutdown: shutdown.clone(),
+            stop: stop.clone(),
             lot,
         });
         let watched = Rc::clone(&connections);
         tokio::task::spawn_local(async move {
             if let Some(lot) = &watched.lot {
                 let resume = |stream, parked| watched.resume(stream, parked);
-                lot.run(watched.shutdown.clone(), resume).await;
+                lot.run(watched.stop.stopping.fired(), resume).await;
             }
         });
         connections
@@ -104,7 +104,7 @@ impl ListenerConnections {
             forwarded_for: forwarding::address_value(client.ip()),
             phase,
             admitted,
-            shutdown: self.shutdown.clone(),
+            stop: self.stop.clone(),
         })
     }
 }
@@ -143,7 +143,6 @@ async fn serve_connection(
     client: ClientSettings,
     listener: Rc<ListenerConnections>,
 ) {
-    let mut shutdown = conn.shutdown.clone();
     let io = ClientIo::new(
         stream,
         Arc::clone(&conn.phase),
@@ -155,7 +154,7 @@ async fn serve_connection(
         io,
         &conn,
         client.max_header_size,
-        &mut shutdown,
+        &conn.stop,
         listener.lot.is_some(),
     );
     let (Some(stream), Some(lot)) = (serving.await, &listener.lot) else {
@@ -187,10 +186,9 @@ async fn serve_until_idle(
     io: ClientIo,
     conn: &Rc<ConnContext>,
     max_header_size: usize,
-    shutdown: &mut watch::Receiver<bool>,
+    stop: &ListenerStop,
     can_park: bool,
 ) -> Option<TcpStream> {
-    let drain = conn.admitted.runtime.drain_timeout;
     let service = {
         let conn = Rc::clone(conn);
         service_fn(move |req| proxy::handle(Rc::clone(&conn), req))
@@ -212,11 +210,11 @@ async fn serve_until_idle(
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = shutdown.wait_for(|stop| *stop) => {
+            () = stop.stopping.fired() => {
                 connection.as_mut().graceful_shutdown();
-                match tokio::time::timeout(drain, connection.as_mut()).await {
-                    Ok(result) => break result,
-                    Err(_) => {
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    () = stop.cut.fired() => {
                         tracing::debug!("connection cut at drain_timeout");
                         return None;
                     }

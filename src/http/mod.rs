@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::counters::{ConnectionGuard, ListenerCounter, Row};
 use crate::runtime::Runtime;
+use crate::stop::ListenerStop;
 use connection::ListenerConnections;
 use upstream::UpstreamConnections;
 
@@ -166,7 +167,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let inherited_nodelay = nodelay_for_accepted(&listener);
-    let connections = ListenerConnections::open(&worker, &name, &shutdown);
+    let stop = listener_stop(&worker, &shutdown);
+    let connections = ListenerConnections::open(&worker, &name, &stop);
     while let Some((stream, client, admitted)) =
         next_admitted(&listener, &worker, &name, &mut shutdown).await
     {
@@ -187,11 +189,13 @@ fn nodelay_for_accepted(listener: &TcpListener) -> bool {
             .is_ok()
 }
 
-/// Resolves `drain` after `shutdown` turned true (or its sender is gone):
-/// the moment connections of a stopped listener are cut.
-pub async fn drain_deadline(mut shutdown: watch::Receiver<bool>, drain: Duration) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-    tokio::time::sleep(drain).await;
+/// The stop of a listener of `worker` whose accept loop ends when
+/// `shutdown` turns true: its connections are cut `drain_timeout` later.
+pub fn listener_stop(worker: &Rc<Worker>, shutdown: &watch::Receiver<bool>) -> ListenerStop {
+    let worker = Rc::clone(worker);
+    ListenerStop::follow(shutdown.clone(), move || {
+        worker.runtime.load().drain_timeout
+    })
 }
 
 /// The next connection admitted on listener `name` (see

@@ -51,8 +51,8 @@ pub struct ConnContext {
     /// tunnel) holds this context; carries the config generation it was
     /// accepted under, used if a reload removed its listener.
     pub admitted: super::Admitted,
-    /// Turns true when the listener stops (reload or stop).
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Its listener's stop (reload or stop).
+    pub stop: crate::stop::ListenerStop,
 }
 
 /// Where a request's outcome is counted: the route it took (with the

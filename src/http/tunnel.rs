@@ -21,13 +21,12 @@ pub async fn splice(client: OnUpgrade, upstream: OnUpgrade, conn: Rc<ConnContext
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    let drain = conn.admitted.runtime.drain_timeout;
     tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
             if let Err(error) = copied {
                 tracing::debug!(%error, "tunnel ended");
             }
         }
-        () = super::drain_deadline(conn.shutdown.clone(), drain) => tracing::debug!("tunnel cut at drain_timeout"),
+        () = conn.stop.cut.fired() => tracing::debug!("tunnel cut at drain_timeout"),
     }
 }

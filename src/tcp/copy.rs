@@ -249,14 +249,15 @@ pub(crate) async fn write_all(to: &TcpStream, buf: &[u8]) -> io::Result<()> {
 
 /// Writes all of `buf`, calling `progress` after every partial write.
 async fn write_tracked(to: &TcpStream, mut buf: &[u8], progress: impl Fn()) -> io::Result<()> {
+    // The write is tried first: the socket usually has room, and waiting
+    // for writability that is already known costs more than the write.
     while !buf.is_empty() {
-        to.writable().await?;
         match to.try_write(buf) {
             Ok(n) => {
                 buf = &buf[n..];
                 progress();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
             Err(e) => return Err(e),
         }
     }

@@ -68,12 +68,13 @@ pub async fn serve(
     name: Rc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let stop = crate::http::listener_stop(&worker, &shutdown);
     while let Some((stream, client, admitted)) =
         next_admitted(&listener, &worker, &name, &mut shutdown).await
     {
         let (runtime, index) = (Arc::clone(&admitted.runtime), admitted.index);
         let row = worker.row.clone();
-        let stopped = crate::http::drain_deadline(shutdown.clone(), runtime.drain_timeout);
+        let cut = stop.cut.clone();
         tokio::task::spawn_local(async move {
             tokio::select! {
                 ended = tunnel(&row, &runtime, index, stream, client) => {
@@ -81,7 +82,7 @@ pub async fn serve(
                         tracing::debug!(%client, %error, "tunnel ended");
                     }
                 }
-                () = stopped => tracing::debug!(%client, "tunnel cut at drain_timeout"),
+                () = cut.fired() => tracing::debug!(%client, "tunnel cut at drain_timeout"),
             }
             drop(admitted);
         });

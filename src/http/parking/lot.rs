@@ -21,7 +21,7 @@ use slab::Slab;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Readiness events taken from the epoll set per call.
@@ -145,10 +145,11 @@ impl<T> ParkingLot<T> {
         }
     }
 
-    /// Watches the parked connections until `shutdown` turns true: hands
-    /// each one that becomes readable to `resume`, closes each one whose
+    /// Watches the parked connections until `stopped` resolves: hands each
+    /// one that becomes readable to `resume`, closes each one whose
     /// deadline passed, and at the end closes all that are left.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>, resume: impl Fn(TcpStream, T)) {
+    pub async fn run(&self, stopped: impl Future<Output = ()>, resume: impl Fn(TcpStream, T)) {
+        tokio::pin!(stopped);
         let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
         loop {
             let next = self.deadlines.borrow().peek().map(|Reverse((at, _))| *at);
@@ -166,7 +167,7 @@ impl<T> ParkingLot<T> {
                     self.expire(Instant::now());
                 }
                 () = self.earlier_deadline.notified() => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = &mut stopped => break,
             }
         }
         self.close_all();

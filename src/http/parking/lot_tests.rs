@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ParkingLot;
+use crate::stop::StopSignal;
 
 /// A connected pair: (client side, server side).
 async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
@@ -39,7 +39,7 @@ fn far() -> Instant {
 async fn a_readable_connection_comes_back_with_its_payload_and_bytes() {
     let listener = listener().await;
     let lot = ParkingLot::new().unwrap();
-    let (_stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::default();
     let (mut quiet_client, quiet) = pair(&listener).await;
     let (mut client, server) = pair(&listener).await;
     lot.park(quiet, far(), 1);
@@ -47,7 +47,7 @@ async fn a_readable_connection_comes_back_with_its_payload_and_bytes() {
     assert_eq!(lot.len(), 2);
     client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let resumed = RefCell::new(None);
-    let run = lot.run(shutdown, |stream, payload| {
+    let run = lot.run(stop.fired(), |stream, payload| {
         *resumed.borrow_mut() = Some((stream, payload));
     });
     tokio::select! {
@@ -73,12 +73,14 @@ async fn a_readable_connection_comes_back_with_its_payload_and_bytes() {
 async fn a_client_close_wakes_its_connection() {
     let listener = listener().await;
     let lot = ParkingLot::new().unwrap();
-    let (_stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::default();
     let (client, server) = pair(&listener).await;
     lot.park(server, far(), ());
     drop(client);
     let resumed = RefCell::new(None);
-    let run = lot.run(shutdown, |stream, ()| *resumed.borrow_mut() = Some(stream));
+    let run = lot.run(stop.fired(), |stream, ()| {
+        *resumed.borrow_mut() = Some(stream)
+    });
     tokio::select! {
         () = run => panic!("the lot stopped"),
         () = async { while resumed.borrow().is_none() { tokio::task::yield_now().await } } => {}
@@ -92,13 +94,13 @@ async fn a_client_close_wakes_its_connection() {
 async fn a_passed_deadline_closes_the_connection_and_drops_its_payload() {
     let listener = listener().await;
     let lot = ParkingLot::new().unwrap();
-    let (_stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::default();
     let dropped = Rc::new(RefCell::new(0));
     let (mut late_client, late) = pair(&listener).await;
     let (mut soon_client, soon) = pair(&listener).await;
     lot.park(late, far(), Tracked(Rc::clone(&dropped)));
     // Parked second with the earlier deadline: the lot must wake for it.
-    let run = lot.run(shutdown, |_, _| panic!("nothing was sent"));
+    let run = lot.run(stop.fired(), |_, _| panic!("nothing was sent"));
     let check = async {
         tokio::task::yield_now().await;
         lot.park(
@@ -122,7 +124,7 @@ async fn a_passed_deadline_closes_the_connection_and_drops_its_payload() {
 async fn shutdown_closes_every_parked_connection_and_parks_no_more() {
     let listener = listener().await;
     let lot = ParkingLot::new().unwrap();
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::default();
     let dropped = Rc::new(RefCell::new(0));
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -130,8 +132,9 @@ async fn shutdown_closes_every_parked_connection_and_parks_no_more() {
         lot.park(server, far(), Tracked(Rc::clone(&dropped)));
         clients.push(client);
     }
-    stop.send(true).unwrap();
-    lot.run(shutdown, |_, _| panic!("nothing was sent")).await;
+    stop.fire();
+    lot.run(stop.fired(), |_, _| panic!("nothing was sent"))
+        .await;
     assert_eq!(*dropped.borrow(), 3);
     for client in &mut clients {
         assert_eq!(client.read(&mut [0u8; 8]).await.unwrap(), 0);
