@@ -179,15 +179,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if present & 1 != 0 {
-        // Names that are hop-by-hop anyway are removed below.
+        // Names that are hop-by-hop anyway are removed below, and `close`,
+        // the usual token, is looked up without building a name: only
+        // other names cost an allocation.
+        let mut close = false;
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter(|t| {
-                !HOP_BY_HOP
-                    .iter()
-                    .any(|hop| t.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+                let is_close = t.eq_ignore_ascii_case(b"close");
+                close |= is_close;
+                !is_close
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|hop| t.eq_ignore_ascii_case(hop.as_str().as_bytes()))
             })
             .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
+        if close {
+            headers.remove("close");
+        }
         for name in named {
             headers.remove(name);
         }

@@ -105,6 +105,7 @@ fn hop_by_hop_headers_go_in_any_mix() {
         ("connection", "Keep-Alive, close, X-Named"),
         ("keep-alive", "timeout=5"),
         ("x-named", "1"),
+        ("close", "a field named by the close option"),
         ("trailer", "x"),
         ("upgrade", "websocket"),
         ("proxy-connection", "keep-alive"),
