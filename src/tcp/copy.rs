@@ -9,26 +9,30 @@
 //! when either fails, or when no byte moved for the idle timeout.
 //!
 //! Two ways to move the bytes: through a user-space buffer (`read` +
-//! `write`), or with `splice(2)` through a pipe, where the bytes stay in the
-//! kernel. [`CopyMode::Adaptive`], the default, starts with the buffer and
+//! `write`; one buffer shared by all tunnels of the worker, as the bytes
+//! leave it in the same poll that read them), or with `splice(2)` through a
+//! pipe, where the bytes stay in the kernel. [`CopyMode::Adaptive`], the default, starts with the buffer and
 //! switches a direction to splice once a read fills the whole buffer: bulk
 //! transfers then skip the copies into and out of user space, while small
 //! request/response exchanges keep the cheaper read/write (the numbers are
 //! in `benches/tcp_copy.rs` and the README).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use tokio::io::{AsyncReadExt, Interest};
+use tokio::io::{AsyncRead, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
-/// Buffer per direction for the read/write path. A read that fills it is
-/// the sign of a bulk transfer (see [`CopyMode::Adaptive`]).
+/// The read/write path's buffer (one per worker thread, see
+/// `SHARED_BUFFER`). A read that fills it is the sign of a bulk transfer
+/// (see [`CopyMode::Adaptive`]).
 pub const BUFFER_SIZE: usize = 32 * 1024;
 /// Most bytes one `splice` call moves; the pipe is sized to match so one
 /// call can fill it.
@@ -177,7 +181,6 @@ async fn one_way(
     side: Side<'_>,
 ) -> Result<u64, CopyError> {
     let mut total = 0;
-    let mut buf = Vec::new();
     let mut pipe = None;
     let mut splicing = mode == CopyMode::Splice;
     // Consecutive small splices seen by an adaptive direction.
@@ -206,27 +209,25 @@ async fn one_way(
             }
             n
         } else {
-            if buf.is_empty() {
-                // A pooled database connection may sit idle for hours: its
-                // buffer is taken only once there is something to read.
-                from.as_ref()
-                    .readable()
-                    .await
-                    .map_err(|e| side.read_error(e))?;
-                buf = vec![0u8; BUFFER_SIZE];
+            let moved = std::future::poll_fn(|cx| move_through_shared(&mut from, to.as_ref(), cx))
+                .await
+                .map_err(|failure| match failure {
+                    Failed::Read(e) => side.read_error(e),
+                    Failed::Write(e) => side.write_error(e),
+                })?;
+            if moved.read > 0 {
+                side.moved(moved.read);
             }
-            let n = from.read(&mut buf).await.map_err(|e| side.read_error(e))?;
-            if n > 0 {
-                side.moved(n);
-                write_tracked(to.as_ref(), &buf[..n], || side.touch())
+            if let Some(rest) = moved.unwritten {
+                write_tracked(to.as_ref(), &rest, || side.touch())
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
-            if mode == CopyMode::Adaptive && n == buf.len() {
+            if mode == CopyMode::Adaptive && moved.read == BUFFER_SIZE {
                 splicing = true;
                 small = 0;
             }
-            n
+            moved.read
         };
         if n == 0 {
             half_close(to.as_ref());
@@ -234,6 +235,57 @@ async fn one_way(
         }
         total += n as u64;
     }
+}
+
+thread_local! {
+    /// The read buffer all tunnels of a worker's thread share. Bytes read
+    /// into it go out to the other socket in the same poll, so it is free
+    /// again at once: it stays hot in the cache, and a tunnel holds no
+    /// buffer of its own (only what a full socket would not take yet).
+    static SHARED_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; BUFFER_SIZE].into_boxed_slice());
+}
+
+/// What one read through the shared buffer moved.
+struct Moved {
+    /// Bytes read (0: end of stream).
+    read: usize,
+    /// The part of them the other socket did not take yet.
+    unwritten: Option<Vec<u8>>,
+}
+
+/// Which side of a move failed.
+enum Failed {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Reads what `from` has into the shared buffer and writes as much of it
+/// to `to` as its socket takes now; the rest is copied out, to be written
+/// once there is room.
+fn move_through_shared(
+    from: &mut ReadHalf<'_>,
+    to: &TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Moved, Failed>> {
+    SHARED_BUFFER.with_borrow_mut(|buffer| {
+        let mut read = ReadBuf::new(buffer);
+        // `poll_read` of a split half takes a short read as "drained" and
+        // skips the extra read that would only return EAGAIN.
+        ready!(Pin::new(&mut *from).poll_read(cx, &mut read)).map_err(Failed::Read)?;
+        let bytes = read.filled();
+        let mut written = 0;
+        while written < bytes.len() {
+            match to.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Poll::Ready(Err(Failed::Write(e))),
+            }
+        }
+        Poll::Ready(Ok(Moved {
+            read: bytes.len(),
+            unwritten: (written < bytes.len()).then(|| bytes[written..].to_vec()),
+        }))
+    })
 }
 
 /// Ends our write side of `socket` so its peer reads end of stream. A peer
