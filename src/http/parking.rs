@@ -12,12 +12,10 @@
 //! hyper connection. nginx's keep-alive handler frees its buffers the same
 //! way.
 //!
-//! glibc's allocator keeps freed memory in its heap, so a burst of
-//! connections that then go idle would keep costing their peak. The worker
-//! calls [`return_freed_memory`] on its heartbeat; after enough parked
-//! connections it hands free heap pages back to the system.
+//! The allocator keeps freed pages for a while to reuse them, so a burst of
+//! connections that then go idle would keep costing their peak for that
+//! while: the worker calls [`return_freed_memory`] on its heartbeat.
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -41,36 +39,16 @@ pub fn next_check(phase: &PhaseCell) -> Instant {
     }
 }
 
-/// Connections parked since the last [`return_freed_memory`] that make
-/// handing memory back worth its cost (a walk over the heap).
-const TRIM_AFTER_PARKED: u32 = 64;
-
-thread_local! {
-    static PARKED_SINCE_TRIM: Cell<u32> = const { Cell::new(0) };
-}
-
-/// Counts a connection just parked (on the worker's thread).
-pub fn note_parked() {
-    PARKED_SINCE_TRIM.with(|count| count.set(count.get().saturating_add(1)));
-}
-
-/// Called periodically on the worker's thread: once enough connections
-/// were parked since the last call, returns the free pages of the heap
-/// (their hyper buffers, among others) to the system.
+/// Called on the worker's thread at every heartbeat: hands the free pages
+/// of its heap back to the system (the `sluice` binary allocates with
+/// mimalloc, see `main.rs`). mimalloc would keep them for reuse until its
+/// next allocation after a purge delay, so memory freed just before the
+/// worker went quiet, such as the buffers of connections just parked,
+/// would stay.
 pub fn return_freed_memory() {
-    if PARKED_SINCE_TRIM.with(|count| count.replace(0)) >= TRIM_AFTER_PARKED {
-        trim_heap();
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only releases free memory of the allocator's own
-    // heaps; it is safe to call at any time.
+    // SAFETY: mi_collect only frees and purges memory mimalloc itself holds
+    // unused; it may be called at any time.
     unsafe {
-        libc::malloc_trim(0);
+        libmimalloc_sys::mi_collect(true);
     }
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
