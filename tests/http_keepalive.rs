@@ -30,16 +30,20 @@ fn statuses(responses: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Opens a connection to sluice and gets a 200 for `path` on it.
+async fn answered_connection(proxy: &Proxy, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    stream
+}
+
 #[tokio::test]
 async fn a_parked_connection_serves_what_comes_next_in_order() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b, "10s"));
-    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream
-        .write_all(b"GET /first HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let mut stream = answered_connection(&proxy, "/first").await;
 
     tokio::time::sleep(PARKED).await;
     stream
@@ -91,12 +95,7 @@ async fn a_head_that_pauses_mid_way_is_not_parked_away() {
 async fn a_parked_connection_closes_at_its_idle_timeout_and_not_before() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b, "1500ms"));
-    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let mut stream = answered_connection(&proxy, "/").await;
     let mut byte = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_millis(900), stream.read(&mut byte)).await;
     assert!(early.is_err(), "closed before the idle timeout: {early:?}");
@@ -129,26 +128,14 @@ async fn a_connection_the_client_closes_is_not_kept_parked() {
     }
 }
 
-/// Opens a connection, gets one response on it and waits until it is
-/// parked.
-async fn parked_connection(proxy: &Proxy) -> TcpStream {
-    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
-    stream
-}
-
 #[tokio::test]
 async fn parked_connections_count_as_open_until_their_client_closes() {
     let b = Backend::start("app").await;
     let yaml = format!("admin: {{ listen: 127.0.0.1:0 }}\n{}", config(&b, "30s"));
     let proxy = Proxy::start(&yaml);
     let admin = proxy.instance.admin.unwrap();
-    let first = parked_connection(&proxy).await;
-    let _second = parked_connection(&proxy).await;
+    let first = answered_connection(&proxy, "/").await;
+    let _second = answered_connection(&proxy, "/").await;
     tokio::time::sleep(PARKED).await;
     let active = || async {
         let (_, _, text) = get(admin, "/metrics").await;
@@ -177,7 +164,7 @@ async fn stopping_closes_parked_connections_without_waiting_for_the_drain() {
     let proxy = Proxy::start(&yaml);
     let mut parked = Vec::new();
     for _ in 0..3 {
-        parked.push(parked_connection(&proxy).await);
+        parked.push(answered_connection(&proxy, "/").await);
     }
     tokio::time::sleep(PARKED).await;
     let stopped = tokio::task::spawn_blocking(move || proxy.instance.stop());
