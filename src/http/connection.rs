@@ -135,8 +135,7 @@ impl ClientSettings {
 
 /// Serves one client connection with hyper until it closes, or until it
 /// has waited idle long enough to move to its listener's parking lot,
-/// which
-/// starts this again when its next request comes.
+/// which starts this again when its next request comes.
 async fn serve_connection(
     stream: TcpStream,
     conn: Rc<ConnContext>,
@@ -150,13 +149,7 @@ async fn serve_connection(
         conn.worker.row.clone(),
         client.slot,
     );
-    let serving = serve_until_idle(
-        io,
-        &conn,
-        client.max_header_size,
-        &conn.stop,
-        listener.lot.is_some(),
-    );
+    let serving = serve_until_idle(io, &conn, client.max_header_size, listener.lot.is_some());
     let (Some(stream), Some(lot)) = (serving.await, &listener.lot) else {
         return;
     };
@@ -185,9 +178,9 @@ async fn serve_until_idle(
     io: ClientIo,
     conn: &Rc<ConnContext>,
     max_header_size: usize,
-    stop: &ListenerStop,
     can_park: bool,
 ) -> Option<TcpStream> {
+    let stop = &conn.stop;
     let service = {
         let conn = Rc::clone(conn);
         service_fn(move |req| proxy::handle(Rc::clone(&conn), req))
