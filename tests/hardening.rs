@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Backend, Proxy, raw_exchange, read_response, status_of, upstreams_yaml};
+use common::{Backend, Proxy, exchange, raw_exchange, read_response, status_of, upstreams_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -118,11 +118,7 @@ async fn bytes_beyond_content_length_are_dropped_and_the_client_connection_stays
     let proxy = Proxy::start(&config(addr, ""));
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
     for _ in 0..3 {
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let response = read_response(&mut client).await;
+        let response = exchange(&mut client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(status_of(&response), 200, "{response}");
         assert!(response.ends_with("\r\n\r\nok"), "{response:?}");
     }
@@ -165,12 +161,8 @@ async fn expect_100_continue_is_answered_and_the_body_arrives() {
         seen.headers.get("expect").is_none(),
         "Expect is answered by sluice, not forwarded"
     );
-    client
-        .write_all(b"GET /next HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
     assert_eq!(
-        status_of(&read_response(&mut client).await),
+        status_of(&exchange(&mut client, b"GET /next HTTP/1.1\r\nhost: a\r\n\r\n").await),
         200,
         "the connection stays in sync"
     );
@@ -280,12 +272,8 @@ async fn connections_beyond_max_connections_are_refused_while_the_others_keep_wo
         refused.is_empty(),
         "the third connection was served: {refused}"
     );
-    first
-        .write_all(b"GET /again HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
     assert_eq!(
-        status_of(&read_response(&mut first).await),
+        status_of(&exchange(&mut first, b"GET /again HTTP/1.1\r\nhost: a\r\n\r\n").await),
         200,
         "open connections keep working"
     );

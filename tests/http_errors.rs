@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Backend, Proxy, raw_exchange, raw_response, read_until_quiet, status_of, upstreams_yaml,
+    Backend, Proxy, exchange, raw_exchange, raw_response, read_until_quiet, status_of,
+    upstreams_yaml,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -285,11 +286,7 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
     let proxy = Proxy::start(&yaml);
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
     for _ in 0..3 {
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let response = common::read_response(&mut client).await;
+        let response = exchange(&mut client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(status_of(&response), 200, "{response}");
         assert!(response.ends_with("ok"));
     }
@@ -299,27 +296,26 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
         "each request after the first needed a fresh connection"
     );
 
-    client
-        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n")
-        .await
-        .unwrap();
-    let response = common::read_response(&mut client).await;
+    let response = exchange(
+        &mut client,
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     assert_eq!(
         status_of(&response),
         502,
         "a bodyless POST that may have been sent is not replayed: {response}"
     );
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(status_of(&common::read_response(&mut client).await), 200);
-    client
-        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody")
-        .await
-        .unwrap();
-    let response = common::read_response(&mut client).await;
+    assert_eq!(
+        status_of(&exchange(&mut client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await),
+        200
+    );
+    let response = exchange(
+        &mut client,
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\n\r\nbody",
+    )
+    .await;
     assert_eq!(
         status_of(&response),
         502,

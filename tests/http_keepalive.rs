@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::metrics::{get, samples, value};
-use common::{Backend, Proxy, read_response, read_until_quiet, upstreams_yaml};
+use common::{Backend, Proxy, exchange, read_until_quiet, upstreams_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,8 +34,8 @@ fn statuses(responses: &str) -> Vec<&str> {
 async fn answered_connection(proxy: &Proxy, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let response = exchange(&mut stream, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     stream
 }
 
@@ -56,11 +56,11 @@ async fn a_parked_connection_serves_what_comes_next_in_order() {
     assert_eq!(statuses(&responses), ["200", "200"], "{responses}");
 
     tokio::time::sleep(PARKED).await;
-    stream
-        .write_all(b"GET /fourth HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        exchange(&mut stream, b"GET /fourth HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 
     let seen: Vec<(String, usize)> = b.seen().into_iter().map(|s| (s.uri, s.body_len)).collect();
     let expected = [

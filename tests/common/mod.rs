@@ -348,8 +348,14 @@ pub fn peak_rss() -> u64 {
 /// `Content-Length` bytes (or until close when there is none).
 pub async fn raw_response(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    exchange(&mut stream, request).await
+}
+
+/// Sends exact bytes on an open connection and reads one response (see
+/// [`raw_response`]).
+pub async fn exchange(stream: &mut TcpStream, request: &[u8]) -> String {
     stream.write_all(request).await.unwrap();
-    read_response(&mut stream).await
+    read_response(stream).await
 }
 
 /// Reads one response from `stream` (see [`raw_response`]); gives up after
