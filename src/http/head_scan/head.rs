@@ -77,7 +77,7 @@ impl HeadScan {
             let rest = &bytes[used..];
             match memchr::memchr(b'\n', rest) {
                 Some(at) => {
-                    self.line_part(&rest[..at]);
+                    self.whole_or_rest_of_line(&rest[..at]);
                     used += at + 1;
                     if let Some(framing) = self.end_line() {
                         return (used, Some(framing));
@@ -90,6 +90,46 @@ impl HeadScan {
             }
         }
         (used, None)
+    }
+
+    /// A line that ends here: the whole line when nothing of it came
+    /// before (the usual case), found by one `memchr` for the colon rather
+    /// than byte by byte; else the rest of a line begun in an earlier read.
+    fn whole_or_rest_of_line(&mut self, line: &[u8]) {
+        let fresh = self.seen_request_line
+            && self.line_bytes == 0
+            && self.name_len == 0
+            && self.line == Line::Name;
+        if !fresh || line.is_empty() {
+            self.line_part(line);
+            return;
+        }
+        self.first_byte = line[0];
+        self.line_bytes = line.len().min(2) as u8;
+        let name_end = memchr::memchr(b':', line).unwrap_or(line.len());
+        let name = &line[..name_end];
+        let value = line.get(name_end + 1..).unwrap_or_default();
+        if name.eq_ignore_ascii_case(b"content-length") && name_end < line.len() {
+            self.line = Line::Length(Value::Before);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") && name_end < line.len() {
+            self.line = Line::Encoding(Value::Before, 0);
+        } else {
+            // As byte by byte: a framing name followed by a blank before
+            // its colon is refused; any other name is not looked at.
+            self.line = if blank_after_framing_name(name) {
+                self.refuse_line()
+            } else {
+                Line::Skip
+            };
+            return;
+        }
+        for &byte in value {
+            match self.line {
+                Line::Length(state) => self.length_byte(state, byte),
+                Line::Encoding(state, matched) => self.encoding_byte(state, matched, byte),
+                Line::Name | Line::Skip => return,
+            }
+        }
     }
 
     /// Bytes of the current line (no `\n`).
@@ -214,6 +254,18 @@ impl HeadScan {
     }
 }
 
+/// Whether `name` (a header line up to its colon) is `Content-Length` or
+/// `Transfer-Encoding` followed by a space or tab.
+fn blank_after_framing_name(name: &[u8]) -> bool {
+    [&b"content-length"[..], b"transfer-encoding"]
+        .iter()
+        .any(|framing| {
+            name.len() > framing.len()
+                && name[..framing.len()].eq_ignore_ascii_case(framing)
+                && matches!(name[framing.len()], b' ' | b'\t')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +284,7 @@ mod tests {
 
     #[test]
     fn framing_whatever_the_read_sizes() {
-        let cases: [(&[u8], Framing); 16] = [
+        let cases: [(&[u8], Framing); 21] = [
             (b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", Framing::Empty),
             (b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n", Framing::Length(3)),
             (b"POST / HTTP/1.1\r\nContent-Length:\t 0012 \r\n\r\n", Framing::Length(12)),
@@ -249,6 +301,11 @@ mod tests {
             (b"POST / HTTP/1.1\r\ntransfer-encoding: chunkedx\r\n\r\n", Framing::Refused),
             (b"POST / HTTP/1.1\r\ntransfer-encoding : chunked\r\n\r\n", Framing::Refused),
             (b"\r\n\nPOST / HTTP/1.1\nx-content-length: 3\ncontent-lengths: 4\n\n", Framing::Empty),
+            (b"POST / HTTP/1.1\r\ncontent-length\t: 3\r\n\r\n", Framing::Refused),
+            (b"POST / HTTP/1.1\r\ncontent-length 3\r\n\r\n", Framing::Refused),
+            (b"POST / HTTP/1.1\r\ncontent-lengthx : 3\r\n\r\n", Framing::Empty),
+            (b"POST / HTTP/1.1\r\ntransfer-encodingx: chunked\r\n\r\n", Framing::Empty),
+            (b"POST / HTTP/1.1\r\n: chunked\r\nCONTENT-LENGTH:7\r\n\r\n", Framing::Length(7)),
         ];
         for (head, expected) in cases {
             for piece in [1, 2, 5, 17, 1000] {
