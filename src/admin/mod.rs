@@ -153,7 +153,13 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let open = Rc::new(Cell::new(0usize));
-    while let Some((stream, _)) = crate::http::next_connection(&listener, &mut stopped).await {
+    loop {
+        let stop = async {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let Some((stream, _)) = crate::http::next_connection(&listener, stop).await else {
+            break;
+        };
         if open.get() >= MAX_CONNECTIONS {
             tracing::debug!("admin connection limit reached; closing a new connection");
             continue;

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use crate::counters::{ConnectionGuard, ListenerCounter, Row};
 use crate::runtime::Runtime;
-use crate::stop::ListenerStop;
+use crate::stop::{ListenerStop, StopSignal};
 use connection::ListenerConnections;
 use upstream::UpstreamConnections;
 
@@ -164,13 +164,13 @@ pub async fn serve(
     listener: TcpListener,
     worker: Rc<Worker>,
     name: Rc<str>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let inherited_nodelay = nodelay_for_accepted(&listener);
     let stop = listener_stop(&worker, &shutdown);
     let connections = ListenerConnections::open(&worker, &name, &stop);
     while let Some((stream, client, admitted)) =
-        next_admitted(&listener, &worker, &name, &mut shutdown).await
+        next_admitted(&listener, &worker, &name, &stop.stopping).await
     {
         if !inherited_nodelay {
             let _ = stream.set_nodelay(true);
@@ -199,16 +199,16 @@ pub fn listener_stop(worker: &Rc<Worker>, shutdown: &watch::Receiver<bool>) -> L
 }
 
 /// The next connection admitted on listener `name` (see
-/// [`Worker::admit`]), or `None` once the listener stops: `shutdown`
-/// turned true or a reload removed it.
+/// [`Worker::admit`]), or `None` once the listener stops: `stopping`
+/// fired or a reload removed it.
 pub async fn next_admitted(
     listener: &TcpListener,
     worker: &Rc<Worker>,
     name: &str,
-    shutdown: &mut watch::Receiver<bool>,
+    stopping: &StopSignal,
 ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr, Admitted)> {
     loop {
-        let (stream, client) = next_connection(listener, shutdown).await?;
+        let (stream, client) = next_connection(listener, stopping.fired()).await?;
         match worker.admit(name) {
             Ok(admitted) => return Some((stream, client, admitted)),
             Err(Refusal::Full) => continue,
@@ -217,20 +217,21 @@ pub async fn next_admitted(
     }
 }
 
-/// The next accepted connection, or `None` once `shutdown` turned true.
+/// The next accepted connection, or `None` once `stopped` resolved.
 /// Failed accepts are retried (after a pause when descriptors or memory run
 /// out).
 pub async fn next_connection(
     listener: &TcpListener,
-    shutdown: &mut watch::Receiver<bool>,
+    stopped: impl Future<Output = ()>,
 ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => return Some(pair),
                 Err(error) => accept_failed(error).await,
             },
-            _ = shutdown.wait_for(|stop| *stop) => return None,
+            () = &mut stopped => return None,
         }
     }
 }

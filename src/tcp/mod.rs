@@ -66,11 +66,11 @@ pub async fn serve(
     listener: TcpListener,
     worker: Rc<Worker>,
     name: Rc<str>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let stop = crate::http::listener_stop(&worker, &shutdown);
     while let Some((stream, client, admitted)) =
-        next_admitted(&listener, &worker, &name, &mut shutdown).await
+        next_admitted(&listener, &worker, &name, &stop.stopping).await
     {
         let (runtime, index) = (Arc::clone(&admitted.runtime), admitted.index);
         let row = worker.row.clone();
