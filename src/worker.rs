@@ -185,7 +185,7 @@ struct Generation {
 
 /// Parses and compiles a config message.
 fn compile(message: ConfigMessage) -> anyhow::Result<Generation> {
-    let config = crate::config::parse(&message.text, &message.source)
+    let config = crate::config::parse_validated(&message.text, &message.source)
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let runtime = runtime::compile_with(&config, &message.slots)?;
     let sockets = message

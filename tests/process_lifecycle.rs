@@ -225,6 +225,58 @@ async fn workers_drop_to_the_configured_user() {
     sluice.assert_serves("web").await;
 }
 
+/// A `public` folder inside one only root can enter: the supervisor
+/// (root) validates it, the workers (`nobody`) cannot even resolve it. Neither the start nor a
+/// reload may fail in some workers and not others; requests for those
+/// files get an error, the rest is served.
+#[tokio::test]
+async fn a_public_folder_the_workers_cannot_read_fails_its_requests_not_the_config() {
+    if !rustix::process::geteuid().is_root() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root and must run this test"
+        );
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let backend = Backend::start("app").await;
+    let private = tempfile::tempdir().unwrap();
+    let public = private.path().join("www");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::write(public.join("hello.txt"), "hello").unwrap();
+    let root_only = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(private.path(), root_only).unwrap();
+    let yaml = |prefix: &str| {
+        format!(
+            "user: nobody\nworkers: 2\n{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: {prefix}/*\n        public: {}\n      - path: /*\n        upstreams: [app]\n",
+            upstreams_yaml(&[&backend]),
+            public.display()
+        )
+    };
+    let sluice = Supervisor::run(&yaml("/files"));
+    let http = client();
+    let get = |path: &str| {
+        let url = format!("http://{}{path}", sluice.addr("web"));
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/").await, 200);
+    assert_eq!(get("/files/hello.txt").await, 404);
+
+    sluice.rewrite(&yaml("/other"));
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(get("/other/hello.txt").await, 404);
+    assert_eq!(get("/files/hello.txt").await, 200, "now proxied to the app");
+    assert_eq!(sluice.workers().len(), 2);
+}
+
 #[tokio::test]
 async fn a_hung_worker_is_killed_and_replaced_by_the_watchdog() {
     let backend = Backend::start("app").await;

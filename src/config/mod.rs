@@ -145,6 +145,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates config `text`. `source` is the file it came from: it names the
 /// file in messages and is the base of relative paths (`public`).
 pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(text, source, PublicFolders::MustExist)
+}
+
+/// Parses config text the supervisor has already validated, in a worker.
+/// A worker that dropped privileges (`user:`) may be unable to reach a
+/// `public` folder the supervisor could: that is not an error here (the
+/// config must not be refused by one worker and applied by the others);
+/// its file server answers each request for those files with an error
+/// instead, as nginx's workers do.
+pub fn parse_validated(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(text, source, PublicFolders::AsValidated)
+}
+
+/// How `public` folders are checked while parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PublicFolders {
+    /// Each must exist and be a folder this process can reach.
+    MustExist,
+    /// Resolved when this process can reach them, else taken as written.
+    AsValidated,
+}
+
+fn parse_with(text: &str, source: &Path, folders: PublicFolders) -> Result<Config, ConfigErrors> {
     let at = |pos: yaml::Pos, message: String| ConfigError {
         file: source.to_owned(),
         line: pos.line,
@@ -189,7 +212,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
         .iter()
         .map(|path| at(index.key(path), unknown::message(path)))
         .collect();
-    let config = validate::validate(&raw, &index, source, &mut errors);
+    let config = validate::validate(&raw, &index, source, folders, &mut errors);
     if errors.is_empty() {
         Ok(config)
     } else {

@@ -32,6 +32,8 @@ pub(super) struct Checker<'a> {
     index: &'a Index,
     /// The config file, for messages and relative paths.
     pub source: &'a Path,
+    /// How `public` folders are checked.
+    pub folders: super::PublicFolders,
     /// Where problems go.
     errors: &'a mut Vec<ConfigError>,
 }
@@ -386,11 +388,13 @@ pub(super) fn validate(
     raw: &RawConfig,
     index: &Index,
     source: &Path,
+    folders: super::PublicFolders,
     errors: &mut Vec<ConfigError>,
 ) -> Config {
     let mut ck = Checker {
         index,
         source,
+        folders,
         errors,
     };
 

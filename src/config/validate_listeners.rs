@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use strategies::StrategyKind;
 
+use super::PublicFolders;
 use super::model::{
     AdminConfig, HashKey, HeaderRule, HttpListenerConfig, ListenerConfig, ListenerMode, PoolConfig,
     ProxyProtocolVersion, RuleAction, RuleConfig, Settings, TcpListenerConfig,
@@ -371,9 +372,9 @@ fn rule_config(
                 }
             }
             let public_path = key("public");
-            let source = ck.source;
+            let (source, folders) = (ck.source, ck.folders);
             ck.value(&public_path, Some(public), |ck, s| {
-                public_root(source, &ck.text(&public_path, s)?)
+                public_root(source, &ck.text(&public_path, s)?, folders)
             })
             .map(|root| RuleAction::Static { root })
         }
@@ -408,17 +409,28 @@ fn rule_config(
 }
 
 /// Resolves a `public` folder against the config file's folder; it must
-/// exist and be a folder. Stored canonical, so the static file server can
-/// check that every file it serves stays inside.
-fn public_root(source: &Path, public: &str) -> Result<PathBuf, String> {
+/// exist and be a folder (unless `folders` says the supervisor checked
+/// it). Stored canonical, so the static file server can check that every
+/// file it serves stays inside.
+fn public_root(source: &Path, public: &str, folders: PublicFolders) -> Result<PathBuf, String> {
     let base = match source.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let root = base.join(public).canonicalize().map_err(|_| {
-        format!("public folder `{public}` does not exist (relative to the config file's folder)")
-    })?;
-    if !root.is_dir() {
+    let written = base.join(public);
+    let root = match (written.canonicalize(), folders) {
+        (Ok(root), _) => root,
+        (Err(error), PublicFolders::AsValidated) => {
+            tracing::warn!(folder = %written.display(), %error, "this worker cannot reach a public folder; its files answer 404");
+            return Ok(written);
+        }
+        (Err(_), PublicFolders::MustExist) => {
+            return Err(format!(
+                "public folder `{public}` does not exist (relative to the config file's folder)"
+            ));
+        }
+    };
+    if folders == PublicFolders::MustExist && !root.is_dir() {
         return Err(format!("public `{public}` is not a folder"));
     }
     Ok(root)
