@@ -190,15 +190,24 @@ async fn start_status_reload_stop_with_two_instances() {
     );
 }
 
+/// Whether this test process is root and so can run sluice with `user:`;
+/// says so when it skips (never in CI, which runs as root).
+fn can_drop_privileges() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI runs as root and must run this test"
+    );
+    eprintln!("skipped: dropping privileges needs root");
+    false
+}
+
 #[tokio::test]
 async fn workers_drop_to_the_configured_user() {
-    if !rustix::process::geteuid().is_root() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI runs as root and must run this test"
-        );
-        eprintln!("skipped: dropping privileges needs root");
+    if !can_drop_privileges() {
         return;
     }
     let backend = Backend::start("app").await;
@@ -231,13 +240,7 @@ async fn workers_drop_to_the_configured_user() {
 /// files get an error, the rest is served.
 #[tokio::test]
 async fn a_public_folder_the_workers_cannot_read_fails_its_requests_not_the_config() {
-    if !rustix::process::geteuid().is_root() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI runs as root and must run this test"
-        );
-        eprintln!("skipped: dropping privileges needs root");
+    if !can_drop_privileges() {
         return;
     }
     let backend = Backend::start("app").await;
