@@ -341,15 +341,20 @@ async fn resets_every_request() -> std::net::SocketAddr {
     addr
 }
 
+/// One rule over the resetting upstream (with `reset_check` as its health
+/// check) and then `live` (unchecked), round-robin.
+fn reset_then_live(reset: std::net::SocketAddr, live: &Backend, reset_check: &str) -> String {
+    format!(
+        "upstreams:\n  - id: reset\n    address: {reset}\n    health_check: {{ {reset_check} }}\n  - id: live\n    address: {}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [reset, live]\n",
+        live.addr
+    )
+}
+
 #[tokio::test]
 async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream() {
     let live = Backend::start("live").await;
     let reset = resets_every_request().await;
-    let yaml = format!(
-        "upstreams:\n  - id: reset\n    address: {reset}\n    health_check: {{ kind: none }}\n  - id: live\n    address: {}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [reset, live]\n",
-        live.addr
-    );
-    let proxy = Proxy::start(&yaml);
+    let proxy = Proxy::start(&reset_then_live(reset, &live, "kind: none"));
     for _ in 0..4 {
         let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(status_of(&response), 200, "{response}");
@@ -376,11 +381,8 @@ async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream
 async fn resets_on_live_traffic_mark_an_upstream_down_before_its_next_probe() {
     let live = Backend::start("live").await;
     let reset = resets_every_request().await;
-    let yaml = format!(
-        "upstreams:\n  - id: reset\n    address: {reset}\n    health_check: {{ kind: tcp, interval: 1h, timeout: 1s, rise: 1, fall: 2 }}\n  - id: live\n    address: {}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [reset, live]\n",
-        live.addr
-    );
-    let proxy = Proxy::start(&yaml);
+    let check = "kind: tcp, interval: 1h, timeout: 1s, rise: 1, fall: 2";
+    let proxy = Proxy::start(&reset_then_live(reset, &live, check));
     assert!(
         proxy.instance.region.is_up(0),
         "the tcp check passes: the port accepts"
