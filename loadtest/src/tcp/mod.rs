@@ -75,7 +75,7 @@ impl Backend {
     fn port(&self) -> u16 {
         match self {
             Backend::Process(t) => t.port,
-            Backend::Postgres(c) => c.port,
+            Backend::Postgres(c) => c.port(),
         }
     }
 }
