@@ -49,7 +49,8 @@ impl StopSignal {
     }
 
     /// Whether [`StopSignal::fire`] was called.
-    pub fn is_fired(&self) -> bool {
+    #[cfg(test)]
+    fn is_fired(&self) -> bool {
         self.inner.fired.get()
     }
 

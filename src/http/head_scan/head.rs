@@ -123,13 +123,7 @@ impl HeadScan {
             };
             return;
         }
-        for &byte in value {
-            match self.line {
-                Line::Length(state) => self.length_byte(state, byte),
-                Line::Encoding(state, matched) => self.encoding_byte(state, matched, byte),
-                Line::Name | Line::Skip => return,
-            }
-        }
+        self.line_part(value);
     }
 
     /// Bytes of the current line (no `\n`).

@@ -86,13 +86,9 @@ impl<T> ParkingLot<T> {
     }
 
     /// How many connections are parked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.parked.borrow().len()
-    }
-
-    /// Whether no connection is parked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Parks `stream` until it becomes readable (then it and `payload` go
