@@ -27,6 +27,20 @@ fn received(log: &Received) -> Vec<Vec<u8>> {
     log.lock().unwrap().clone()
 }
 
+/// What the upstream received, once `len` bytes came in all (or after 5 s):
+/// it answers every read, so the client can have its reply while the bytes
+/// after the PROXY header are still on their way.
+async fn received_at_least(log: &Received, len: usize) -> Vec<Vec<u8>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = received(log);
+        if got.iter().map(Vec::len).sum::<usize>() >= len || std::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn v1_header_is_sent_before_the_client_bytes() {
     let (upstream, log) = recording_server(b"ok").await;
@@ -37,7 +51,8 @@ async fn v1_header_is_sent_before_the_client_bytes() {
         client.port(),
         tcp.addr().port()
     );
-    assert_eq!(received(&log), vec![expected.into_bytes()]);
+    let got = received_at_least(&log, expected.len()).await;
+    assert_eq!(got, vec![expected.into_bytes()]);
 }
 
 #[tokio::test]
@@ -50,7 +65,8 @@ async fn v2_header_is_sent_before_the_client_bytes() {
     expected.extend_from_slice(&client.port().to_be_bytes());
     expected.extend_from_slice(&tcp.addr().port().to_be_bytes());
     expected.extend_from_slice(b"hello");
-    assert_eq!(received(&log), vec![expected]);
+    let got = received_at_least(&log, expected.len()).await;
+    assert_eq!(got, vec![expected]);
 }
 
 #[tokio::test]
@@ -79,8 +95,9 @@ async fn an_accepted_header_is_the_client_address_passed_on() {
     let mut reply = [0u8; 2];
     client.read_exact(&mut reply).await.unwrap();
     let expected = b"PROXY TCP4 203.0.113.9 198.51.100.1 4242 5432\r\n";
+    let got = received_at_least(&log, 2 * expected.len() + b"data".len() + b"more".len()).await;
     assert_eq!(
-        received(&log),
+        got,
         vec![
             [expected.as_slice(), b"data"].concat(),
             [expected.as_slice(), b"more"].concat()
