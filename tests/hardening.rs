@@ -96,8 +96,13 @@ async fn a_backend_dying_mid_body_gives_a_visibly_short_response_and_a_close() {
 }
 
 #[tokio::test]
-async fn invalid_framing_from_a_backend_is_a_502() {
+async fn invalid_framing_or_an_oversized_head_from_a_backend_is_a_502() {
+    let oversized = format!(
+        "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 2\r\n\r\nok",
+        "a".repeat(70_000)
+    );
     for reply in [
+        oversized.as_bytes(),
         &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
         &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
         &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!"[..],
@@ -121,6 +126,84 @@ async fn bytes_beyond_content_length_are_dropped_and_the_client_connection_stays
         let response = exchange(&mut client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(status_of(&response), 200, "{response}");
         assert!(response.ends_with("\r\n\r\nok"), "{response:?}");
+    }
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped_and_an_unusual_reason_is_kept() {
+    let addr = scripted(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 Fine Thanks\r\ncontent-length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, ""));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    for _ in 0..2 {
+        let response = exchange(&mut client, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert!(
+            response.starts_with("HTTP/1.1 200 Fine Thanks\r\n"),
+            "{response:?}"
+        );
+        assert!(!response.contains("link:"), "{response:?}");
+        assert!(response.ends_with("\r\n\r\nok"), "{response:?}");
+    }
+}
+
+#[tokio::test]
+async fn chunk_extensions_and_trailers_are_dropped_and_the_connection_reused() {
+    let addr = scripted(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+        false,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, ""));
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(
+        response.matches("HTTP/1.1 200 OK").count(),
+        2,
+        "{response:?}"
+    );
+    assert_eq!(
+        response
+            .matches("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            .count(),
+        2,
+        "{response:?}"
+    );
+    assert!(
+        !response.contains("x=y") && !response.contains("x-trailer"),
+        "{response:?}"
+    );
+    assert_eq!(
+        proxy
+            .instance
+            .region
+            .upstream_total(0, sluice::counters::UpstreamCounter::Requests),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_close_arrives_whole_every_time() {
+    let addr = scripted(b"HTTP/1.1 200 OK\r\n\r\nthe whole body", true).await;
+    let proxy = Proxy::start(&config(addr, ""));
+    for _ in 0..3 {
+        let response = raw_exchange(
+            proxy.addr("web"),
+            b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+            QUIET,
+        )
+        .await;
+        assert_eq!(status_of(&response), 200, "{response:?}");
+        assert!(
+            response.ends_with("\r\nthe whole body\r\n0\r\n\r\n"),
+            "{response:?}"
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::client_io::{Phase, SharedPhase};
 use super::error::ProxyError;
-use super::upstream::PooledConnection;
+use super::upstream::exchange::UpstreamBody;
 use crate::counters::ActiveGuard;
 
 /// Error type of sluice's bodies.
@@ -249,9 +249,9 @@ pub struct ResponseBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
-        body: Incoming,
-        /// Handed back to the pool once the body ended cleanly.
-        connection: Option<PooledConnection>,
+        /// Hands its connection back to the pool once it ended cleanly
+        /// (boxed: many times the size of the other kinds).
+        body: Box<UpstreamBody>,
         /// The request counts as in flight on its upstream until here.
         _active: ActiveGuard,
         /// `idle_timeout` between frames: a stalled or trickling upstream
@@ -261,7 +261,7 @@ enum Kind {
         /// drops what it has buffered for the client when a body fails,
         /// and a failure that arrives with the last data would otherwise
         /// hide the head and the data too.
-        failed: Option<hyper::Error>,
+        failed: Option<BoxError>,
     },
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -286,26 +286,25 @@ impl ResponseBody {
         }
     }
 
-    /// An upstream's streamed body. An empty one (HEAD, 204, 304, length
-    /// 0) hands its connection back at once, since hyper never polls it;
-    /// a 101's connection becomes the tunnel and never goes back.
+    /// No body (a 101 answer, whose connection becomes a tunnel).
+    pub fn empty() -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Full(None),
+            phase: None,
+            request: None,
+        }
+    }
+
+    /// An upstream's streamed body.
     pub fn upstream(
-        body: Incoming,
-        mut connection: Option<PooledConnection>,
+        body: UpstreamBody,
         active: ActiveGuard,
         request: Rc<BodyState>,
-        switching_protocols: bool,
         idle: Duration,
     ) -> ResponseBody {
-        if switching_protocols {
-            connection = None;
-        } else if body.is_end_stream() {
-            release(&mut connection, &request);
-        }
         ResponseBody {
             kind: Kind::Upstream {
-                body,
-                connection,
+                body: Box::new(body),
                 _active: active,
                 stall: StallTimer::new(idle),
                 failed: None,
@@ -327,16 +326,6 @@ impl ResponseBody {
     /// Ties the body to a client connection's phase.
     pub fn set_phase(&mut self, phase: SharedPhase) {
         self.phase = Some(phase);
-    }
-}
-
-/// Hands a connection back to its pool if the request body was sent in
-/// full (else hyper is still writing it, and the connection is dropped).
-fn release(connection: &mut Option<PooledConnection>, request: &BodyState) {
-    if let Some(connection) = connection.take()
-        && request.finished()
-    {
-        connection.release();
     }
 }
 
@@ -365,44 +354,30 @@ impl Body for ResponseBody {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
                 body,
-                connection,
                 stall,
                 failed,
                 ..
             } => {
                 if let Some(error) = failed.take() {
-                    return Poll::Ready(Some(Err(error.into())));
+                    return Poll::Ready(Some(Err(error)));
                 }
-                let frame = match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(frame) => {
-                        stall.progressed();
-                        frame
-                    }
-                    Poll::Pending => {
-                        ready!(stall.poll_expired(cx));
-                        *connection = None;
-                        return Poll::Ready(Some(Err(
-                            "upstream body stalled past idle_timeout".into()
-                        )));
-                    }
-                };
-                let frame = match frame {
-                    None => None,
-                    Some(Err(error)) => {
-                        *connection = None;
+                match body.poll_data(cx) {
+                    Poll::Ready(Some(Err(error))) => {
                         *failed = Some(error);
                         // Pending once: hyper flushes what it has first.
                         cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        Poll::Pending
                     }
-                    Some(Ok(frame)) => Some(frame),
-                };
-                if (frame.is_none() || body.is_end_stream())
-                    && let Some(request) = &this.request
-                {
-                    release(connection, request);
+                    Poll::Ready(data) => {
+                        stall.progressed();
+                        Poll::Ready(data.map(|data| data.map(Frame::data)))
+                    }
+                    Poll::Pending => {
+                        ready!(stall.poll_expired(cx));
+                        body.close();
+                        Poll::Ready(Some(Err("upstream body stalled past idle_timeout".into())))
+                    }
                 }
-                Poll::Ready(frame.map(Ok))
             }
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }

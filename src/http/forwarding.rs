@@ -113,8 +113,14 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// §9.3): for HTTP/1.1 unless it says `close`, for HTTP/1.0 only if it
 /// says `keep-alive`.
 pub fn keeps_alive<B>(req: &Request<B>) -> bool {
-    let mut tokens = connection_tokens(req.headers());
-    if req.version() == Version::HTTP_10 {
+    keeps_connection(req.version(), req.headers())
+}
+
+/// Whether a message of `version` with `headers` leaves its connection
+/// open (RFC 9112 §9.3), for requests and responses alike.
+pub fn keeps_connection(version: Version, headers: &HeaderMap) -> bool {
+    let mut tokens = connection_tokens(headers);
+    if version == Version::HTTP_10 {
         tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
     } else {
         !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
@@ -129,7 +135,7 @@ pub fn closes(headers: &HeaderMap) -> bool {
 
 /// The comma-separated tokens of every `Connection` value, split on bytes
 /// (a token that is not a valid header name is skipped by its users).
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()

@@ -4,10 +4,10 @@
 //! Proxying picks an upstream with the pool's strategy and sends on a
 //! pooled or new connection. A failed connect moves the request to another
 //! upstream (up to `retries`, never one already tried). A pooled connection
-//! the upstream had closed is replaced transparently: hyper hands back a
-//! request it did not send, and a bodyless request is rebuilt if the close
-//! raced with sending it. Nothing is retried once a body started streaming
-//! or a response began.
+//! the upstream had closed is replaced transparently: a request not yet
+//! written goes on a fresh connection, and a bodyless request is rebuilt if
+//! the close raced with sending it. Nothing is retried once a body started
+//! streaming or a response began.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use strategies::{PickContext, Tried};
 
@@ -29,6 +29,8 @@ use super::forwarding;
 use super::hash_key;
 use super::static_files;
 use super::upstream::PooledConnection;
+use super::upstream::exchange::{self, Failure, RequestWriter};
+use super::upstream::link::Link;
 use crate::counters::{ActiveGuard, UpstreamCounter};
 use crate::runtime::headers::RequestVars;
 use crate::runtime::pool::Pool;
@@ -237,13 +239,11 @@ async fn proxy(
         client_upgrade.as_ref().map(|(p, _)| p.clone()),
     );
     apply_templates(conn, target.routes, host.text, &mut headers);
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    let target_path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let outgoing = Outgoing {
+        chunked: !bodyless && !headers.contains_key(CONTENT_LENGTH),
         method: parts.method,
-        uri,
+        target: target_path,
         headers,
         pass_host: target.pass_host,
         host: host.value,
@@ -318,7 +318,8 @@ async fn proxy(
                 conn,
                 upstream,
                 connection,
-                outgoing.build(upstream, request_body),
+                RequestWriter::new(outgoing.encode(upstream), request_body, outgoing.chunked),
+                outgoing.method == Method::HEAD,
                 AttemptTimeouts {
                     response: response_timeout,
                     idle: settings.idle_timeout,
@@ -333,7 +334,7 @@ async fn proxy(
                 .observe_upstream(upstream.slot, attempt_ended - attempt_started);
             attempt_started = attempt_ended;
             match attempt {
-                Attempt::Response(response) => break Some(response),
+                Attempt::Response(response, upgraded) => break Some((response, upgraded)),
                 Attempt::Unsent(request_body, reused) if reused && !fresh => {
                     body = Some(request_body);
                     fresh = true;
@@ -361,8 +362,8 @@ async fn proxy(
                 Attempt::Invalid => return Err(ProxyError::UpstreamFailed),
             }
         };
-        if let Some(response) = sent {
-            return Ok(finish(*response, client_upgrade, conn));
+        if let Some((response, upgraded)) = sent {
+            return Ok(finish(*response, upgraded, client_upgrade, conn));
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
@@ -386,32 +387,40 @@ fn idempotent(method: &Method) -> bool {
 /// The parts of the upstream request that survive a retry.
 struct Outgoing<'a> {
     method: Method,
-    uri: Uri,
+    /// The request target in origin form.
+    target: &'a str,
     headers: HeaderMap,
     pass_host: bool,
     host: Option<&'a HeaderValue>,
+    /// The body has no length and goes in chunks.
+    chunked: bool,
 }
 
 impl Outgoing<'_> {
-    fn build(&self, upstream: &Upstream, body: RequestBody) -> Request<RequestBody> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
+    /// The request head for `upstream`.
+    fn encode(&self, upstream: &Upstream) -> Vec<u8> {
         let host = match (self.pass_host, self.host) {
-            (true, Some(host)) => host.clone(),
-            _ => upstream.host_header.clone(),
+            (true, Some(host)) => host,
+            _ => &upstream.host_header,
         };
-        req.headers_mut().insert(HOST, host);
-        req
+        let mut head = Vec::with_capacity(512);
+        super::upstream::encode_request_head(
+            &mut head,
+            &self.method,
+            self.target,
+            host,
+            &self.headers,
+            self.chunked,
+        );
+        head
     }
 }
 
 /// How one attempt to send went.
 enum Attempt {
-    /// A response head arrived (boxed: far larger than the other cases).
-    Response(Box<Response<ResponseBody>>),
+    /// A response head arrived (boxed: far larger than the other cases),
+    /// with the connection itself for a 101.
+    Response(Box<Response<ResponseBody>>, Option<Link>),
     /// The connection was closed before anything was written: the request
     /// body is handed back. `bool`: the connection came from the pool.
     Unsent(RequestBody, bool),
@@ -436,11 +445,13 @@ struct AttemptTimeouts {
 /// request body handed upstream: a long upload is not cut while it moves,
 /// and an upstream that stops reading it, or does not answer once it has
 /// it all, gets the timeout.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     conn: &ConnContext,
     upstream: &Upstream,
-    mut connection: PooledConnection,
-    request: Request<RequestBody>,
+    connection: PooledConnection,
+    request: RequestWriter,
+    head_request: bool,
     timeouts: AttemptTimeouts,
     active: ActiveGuard,
     body: &Rc<BodyState>,
@@ -450,43 +461,48 @@ async fn send(
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
     let answered = tokio::select! {
-        answered = connection.sender.try_send_request(request) => answered,
+        answered = exchange::exchange(connection, request, head_request) => answered,
         () = body.stalled_for(timeouts.response) => return Attempt::TimedOut,
     };
     match answered {
-        Ok(response) if !forwarding::response_framing_ok(response.headers()) => {
-            tracing::warn!(upstream = %upstream.id, "response with ambiguous framing (Content-Length with Transfer-Encoding, or several lengths)");
-            // The connection is dropped with the response: never reused.
+        Ok(answer) => {
+            let head = answer.head;
+            let (response_body, upgraded) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                (ResponseBody::empty(), answer.body.into_link())
+            } else {
+                let response_body =
+                    ResponseBody::upstream(answer.body, active, Rc::clone(body), timeouts.idle);
+                (response_body, None)
+            };
+            let mut response = Response::new(response_body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            if let Some(reason) = head
+                .reason
+                .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+            {
+                response.extensions_mut().insert(reason);
+            }
+            Attempt::Response(Box::new(response), upgraded)
+        }
+        Err(Failure::Invalid(error)) => {
+            tracing::warn!(upstream = %upstream.id, %error, "invalid response head");
+            // The connection is dropped with the exchange: never reused.
             Attempt::Invalid
         }
-        Ok(response) => {
-            let (parts, response_body) = response.into_parts();
-            let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-            let response_body = ResponseBody::upstream(
-                response_body,
-                Some(connection),
-                active,
-                Rc::clone(body),
-                switching,
-                timeouts.idle,
-            );
-            Attempt::Response(Box::new(Response::from_parts(parts, response_body)))
-        }
-        Err(mut error) => match error.take_message() {
-            Some(request) => Attempt::Unsent(request.into_body(), reused),
-            None => {
-                tracing::debug!(upstream = %upstream.id, error = %error.into_error(), "upstream failed before responding");
-                if !reused && body.failure().is_none() {
-                    // A pooled connection closing as it is reused is the
-                    // keep-alive race, and a client body that failed is the
-                    // client's doing: neither is the upstream failing.
-                    conn.worker
-                        .row
-                        .add_upstream(upstream.slot, UpstreamCounter::Resets, 1);
-                }
-                Attempt::Lost { reused }
+        Err(Failure::Unsent(request_body)) => Attempt::Unsent(request_body, reused),
+        Err(Failure::Lost) => {
+            tracing::debug!(upstream = %upstream.id, "upstream failed before responding");
+            if !reused && body.failure().is_none() {
+                // A pooled connection closing as it is reused is the
+                // keep-alive race, and a client body that failed is the
+                // client's doing: neither is the upstream failing.
+                conn.worker
+                    .row
+                    .add_upstream(upstream.slot, UpstreamCounter::Resets, 1);
             }
-        },
+            Attempt::Lost { reused }
+        }
     }
 }
 
@@ -494,13 +510,14 @@ async fn send(
 /// two upgraded connections together.
 fn finish(
     mut response: Response<ResponseBody>,
+    upgraded: Option<Link>,
     client_upgrade: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
     conn: &Rc<ConnContext>,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     forwarding::to_client(response.headers_mut(), switching);
     if switching {
-        let Some((protocol, client)) = client_upgrade else {
+        let (Some((protocol, client)), Some(upstream)) = (client_upgrade, upgraded) else {
             return ProxyError::UpstreamFailed.response();
         };
         let agreed = response
@@ -510,7 +527,6 @@ fn finish(
         if !agreed {
             return ProxyError::UpstreamFailed.response();
         }
-        let upstream = hyper::upgrade::on(&mut response);
         tokio::task::spawn_local(super::tunnel::splice(client, upstream, Rc::clone(conn)));
     }
     response

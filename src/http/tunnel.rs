@@ -5,24 +5,33 @@ use std::rc::Rc;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use super::proxy::ConnContext;
+use super::upstream::link::Link;
 
-/// Waits for both sides to finish their upgrade, then copies bytes both
-/// ways until either side closes, or until `drain_timeout` after the
-/// listener stopped. Holding `conn` keeps the connection counted as open.
-pub async fn splice(client: OnUpgrade, upstream: OnUpgrade, conn: Rc<ConnContext>) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+/// Waits for the client side's upgrade, hands it what the upstream sent
+/// after its 101 head, then copies bytes both ways until either side
+/// closes, or until `drain_timeout` after the listener stopped. Holding
+/// `conn` keeps the connection counted as open.
+pub async fn splice(client: OnUpgrade, upstream: Link, conn: Rc<ConnContext>) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(error) => {
             tracing::debug!(%error, "upgrade did not complete");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let (mut upstream, early) = upstream.into_parts();
+    let copied = async {
+        if !early.is_empty() {
+            client.write_all(&early).await?;
+        }
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+    };
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        copied = copied => {
             if let Err(error) = copied {
                 tracing::debug!(%error, "tunnel ended");
             }

@@ -1,10 +1,25 @@
-//! Connections to upstreams: connecting with a timeout, and a keep-alive
-//! pool per upstream.
+//! Connections to upstreams and sluice's HTTP/1.1 client on them.
 //!
-//! Each worker is one thread, so the pool is a plain `RefCell` of idle
-//! senders per upstream slot: no lock, no atomics. A connection goes back to
-//! the pool when its response body ended cleanly and is dropped when it
-//! idled too long, the upstream closed it, or the pool is full.
+//! - [`exchange`]: one request and its response, driven by the client
+//!   connection's task.
+//! - `request_head`, [`response_head`], `chunked`: the wire format.
+//! - [`link`]: an open connection and its read buffer.
+//!
+//! This module connects with a timeout and keeps idle connections. Each
+//! worker is one thread, so the pool is a plain `RefCell` of idle
+//! connections per upstream slot: no lock, no atomics. A connection goes
+//! back to the pool when its exchange ended cleanly and is dropped when it
+//! idled too long, the upstream closed it, or the pool is full. An idle
+//! connection has no task: whether the upstream closed it is read from its
+//! socket's readiness when it is taken.
+
+pub mod chunked;
+pub mod exchange;
+pub mod link;
+mod request_head;
+pub mod response_head;
+
+pub use request_head::encode as encode_request_head;
 
 use std::cell::RefCell;
 use std::io;
@@ -12,13 +27,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::body::RequestBody;
 use crate::config::UpstreamAddress;
+use link::Link;
 
 /// Idle connections kept per upstream per worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 64;
@@ -46,18 +59,10 @@ pub enum ConnectError {
         /// The timeout.
         timeout: Duration,
     },
-    /// The HTTP/1 handshake failed.
-    #[error("HTTP handshake with {address} failed: {source}")]
-    Handshake {
-        /// The upstream address.
-        address: String,
-        /// The cause.
-        source: hyper::Error,
-    },
 }
 
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    link: Link,
     since: Instant,
     /// Where it leads: a slot can change hands across reloads.
     address: UpstreamAddress,
@@ -78,8 +83,8 @@ impl std::fmt::Debug for UpstreamConnections {
 
 /// A connection in use, tagged so it can go back to its pool.
 pub struct PooledConnection {
-    /// Sends requests on the connection.
-    pub sender: SendRequest<RequestBody>,
+    /// The connection.
+    pub link: Link,
     /// Whether it came from the pool (it may have been closed meanwhile).
     pub reused: bool,
     slot: usize,
@@ -99,7 +104,12 @@ impl std::fmt::Debug for PooledConnection {
 impl PooledConnection {
     /// Returns the connection to its pool for the next request.
     pub fn release(self) {
-        self.pool.put(self.slot, self.sender, self.address);
+        self.pool.put(self.slot, self.link, self.address);
+    }
+
+    /// The connection itself, leaving the pool for good (an upgrade).
+    pub fn into_link(self) -> Link {
+        self.link
     }
 }
 
@@ -113,22 +123,18 @@ impl UpstreamConnections {
         timeout: Duration,
         fresh: bool,
     ) -> Result<PooledConnection, ConnectError> {
-        if !fresh {
-            while let Some(mut idle) = self.take(slot, address) {
-                if idle.sender.ready().await.is_ok() {
-                    return Ok(PooledConnection {
-                        sender: idle.sender,
-                        reused: true,
-                        slot,
-                        address: idle.address,
-                        pool: Rc::clone(self),
-                    });
-                }
-            }
+        if !fresh && let Some(idle) = self.take(slot, address) {
+            return Ok(PooledConnection {
+                link: idle.link,
+                reused: true,
+                slot,
+                address: idle.address,
+                pool: Rc::clone(self),
+            });
         }
-        let sender = connect(address, timeout).await?;
+        let link = connect(address, timeout).await?;
         Ok(PooledConnection {
-            sender,
+            link,
             reused: false,
             slot,
             address: address.clone(),
@@ -143,9 +149,9 @@ impl UpstreamConnections {
         let list = idle.get_mut(slot)?;
         let now = Instant::now();
         while let Some(conn) = list.pop() {
-            if !conn.sender.is_closed()
-                && now.duration_since(conn.since) < IDLE_LIFETIME
+            if now.duration_since(conn.since) < IDLE_LIFETIME
                 && conn.address == *address
+                && conn.link.looks_open()
             {
                 return Some(conn);
             }
@@ -153,10 +159,8 @@ impl UpstreamConnections {
         None
     }
 
-    fn put(&self, slot: usize, sender: SendRequest<RequestBody>, address: UpstreamAddress) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, slot: usize, mut link: Link, address: UpstreamAddress) {
+        link.idle();
         let mut idle = self.idle.borrow_mut();
         if idle.len() <= slot {
             idle.resize_with(slot + 1, Vec::new);
@@ -166,19 +170,15 @@ impl UpstreamConnections {
             list.remove(0);
         }
         list.push(Idle {
-            sender,
+            link,
             since: Instant::now(),
             address,
         });
     }
 }
 
-/// Opens a TCP connection within `timeout` and does the HTTP/1 handshake;
-/// the connection's driver runs as a task of this worker.
-async fn connect(
-    address: &UpstreamAddress,
-    timeout: Duration,
-) -> Result<SendRequest<RequestBody>, ConnectError> {
+/// Opens a TCP connection within `timeout`.
+async fn connect(address: &UpstreamAddress, timeout: Duration) -> Result<Link, ConnectError> {
     let label = address.to_string();
     let stream = match tokio::time::timeout(timeout, connect_tcp(address)).await {
         Ok(Ok(stream)) => stream,
@@ -197,19 +197,7 @@ async fn connect(
     };
     // Nagle only delays small request heads; latency matters more here.
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ConnectError::Handshake {
-            address: label,
-            source,
-        })?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
+    Ok(Link::new(stream))
 }
 
 /// Connects to an IP literal directly; resolves a hostname on every new

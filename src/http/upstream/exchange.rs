@@ -1,0 +1,381 @@
+//! One request and its response on an upstream connection, driven by the
+//! client connection's own task: no second task, no channel between them.
+//!
+//! The request (head, then its body, chunked when it has no length) is
+//! written while the response is read, so an upstream that answers before
+//! it has read the whole body, or streams its answer while it reads (an
+//! echo), works as it would directly. After the head, [`UpstreamBody`]
+//! goes on writing the rest of the request each time it is polled for
+//! response data. A connection goes back to the pool only when both
+//! messages ended cleanly and the upstream keeps it open.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use hyper::body::{Body, SizeHint};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+use super::PooledConnection;
+use super::chunked::{ChunkedDecoder, Decoded, InvalidChunk};
+use super::link::Link;
+use super::response_head::{self, Framing, HeadError, ResponseHead};
+use crate::http::body::{BoxError, RequestBody};
+
+/// The request on its way out: bytes queued for the socket, then the body.
+#[derive(Debug)]
+pub struct RequestWriter {
+    queue: VecDeque<Bytes>,
+    body: RequestBody,
+    body_ended: bool,
+    chunked: bool,
+    /// Whether any byte reached the socket.
+    wrote: bool,
+    /// The socket refused a write: nothing more is sent, but the upstream
+    /// may still have answered.
+    refused: bool,
+}
+
+/// Why writing the request stopped.
+enum WriteError {
+    /// The client's body failed (its [`crate::http::body::BodyState`] says
+    /// why).
+    Body,
+    /// The upstream socket refused the write.
+    Socket,
+}
+
+impl RequestWriter {
+    /// A request with this head and body; `chunked` when the body has no
+    /// `Content-Length` and is sent in chunks.
+    pub fn new(head: Vec<u8>, body: RequestBody, chunked: bool) -> RequestWriter {
+        RequestWriter {
+            queue: VecDeque::from([Bytes::from(head)]),
+            body_ended: body.is_end_stream() && !chunked,
+            body,
+            chunked,
+            wrote: false,
+            refused: false,
+        }
+    }
+
+    /// Whether the whole request was written.
+    fn done(&self) -> bool {
+        self.queue.is_empty() && self.body_ended
+    }
+
+    /// Writes what it can; `Ready(Ok)` once the whole request is out.
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+    ) -> Poll<Result<(), WriteError>> {
+        loop {
+            while !self.queue.is_empty() {
+                let written = {
+                    let mut slices = [IoSlice::new(&[]); 4];
+                    let count = self
+                        .queue
+                        .iter()
+                        .zip(slices.iter_mut())
+                        .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
+                        .count();
+                    match ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])) {
+                        Ok(0) | Err(_) => {
+                            self.refused = true;
+                            return Poll::Ready(Err(WriteError::Socket));
+                        }
+                        Ok(written) => written,
+                    }
+                };
+                self.wrote = true;
+                self.consume(written);
+            }
+            if self.body_ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers are dropped, as the response's are.
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        if self.chunked {
+                            self.queue
+                                .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                            self.queue.push_back(data);
+                            self.queue.push_back(Bytes::from_static(b"\r\n"));
+                        } else {
+                            self.queue.push_back(data);
+                        }
+                    }
+                }
+                Some(Err(_)) => return Poll::Ready(Err(WriteError::Body)),
+                None => {
+                    self.body_ended = true;
+                    if self.chunked {
+                        self.queue.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        while let Some(front) = self.queue.front_mut() {
+            if front.len() > written {
+                front.advance(written);
+                return;
+            }
+            written -= front.len();
+            self.queue.pop_front();
+        }
+    }
+
+    /// Drives the writing alongside reading: a socket that refuses more
+    /// only stops the writing (the answer may be on its way).
+    fn poll_alongside(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+    ) -> Result<(), BodyFailed> {
+        if self.refused || self.done() {
+            return Ok(());
+        }
+        match self.poll_write(cx, stream) {
+            Poll::Ready(Err(WriteError::Body)) => Err(BodyFailed),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The client's request body failed while it was being sent.
+struct BodyFailed;
+
+/// How an exchange failed before a usable response head.
+#[derive(Debug)]
+pub enum Failure {
+    /// Not a byte was written (the connection had closed): the body, not
+    /// yet read, is handed back for another attempt.
+    Unsent(RequestBody),
+    /// The request was (maybe partly) written and no response head came,
+    /// or the client's body failed.
+    Lost,
+    /// The response head was refused.
+    Invalid(HeadError),
+}
+
+/// A response head and the rest of the exchange.
+#[derive(Debug)]
+pub struct Answer {
+    /// The head.
+    pub head: ResponseHead,
+    /// The body, which finishes the request too.
+    pub body: UpstreamBody,
+}
+
+/// Sends the request and reads up to the response head, skipping interim
+/// (1xx) answers other than 101.
+pub async fn exchange(
+    mut connection: PooledConnection,
+    mut writer: RequestWriter,
+    head_request: bool,
+) -> Result<Answer, Failure> {
+    let head = poll_fn(|cx| {
+        let link = &mut connection.link;
+        if writer.poll_alongside(cx, &mut link.stream).is_err() {
+            return Poll::Ready(Err(false));
+        }
+        if writer.refused && !writer.wrote {
+            return Poll::Ready(Err(true));
+        }
+        loop {
+            let parsed = if link.buffer.is_empty() {
+                Ok(None)
+            } else {
+                response_head::parse(&mut link.buffer, head_request)
+            };
+            match parsed {
+                Err(error) => return Poll::Ready(Ok(Err(error))),
+                Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {}
+                Ok(Some(head)) => return Poll::Ready(Ok(Ok(head))),
+                Ok(None) => match ready!(link.poll_fill(cx)) {
+                    Ok(0) | Err(_) => return Poll::Ready(Err(!writer.wrote)),
+                    Ok(_) => {}
+                },
+            }
+        }
+    })
+    .await;
+    match head {
+        Ok(Ok(head)) => {
+            let body = UpstreamBody::new(connection, writer, &head);
+            Ok(Answer { head, body })
+        }
+        Ok(Err(error)) => Err(Failure::Invalid(error)),
+        Err(true) => Err(Failure::Unsent(writer.body)),
+        Err(false) => Err(Failure::Lost),
+    }
+}
+
+/// How much of the response body is left.
+#[derive(Debug)]
+enum Remaining {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// What the read buffer holds next.
+enum Next {
+    Data(Bytes),
+    /// Nothing of the body: read more.
+    Read,
+    End,
+}
+
+impl Remaining {
+    fn next(&mut self, buffer: &mut BytesMut) -> Result<Next, InvalidChunk> {
+        Ok(match self {
+            Remaining::Length(0) => Next::End,
+            Remaining::Length(_) | Remaining::UntilClose if buffer.is_empty() => Next::Read,
+            Remaining::Length(left) => {
+                let take = usize::try_from(*left).map_or(buffer.len(), |l| l.min(buffer.len()));
+                *left -= take as u64;
+                Next::Data(buffer.split_to(take).freeze())
+            }
+            Remaining::UntilClose => Next::Data(buffer.split().freeze()),
+            Remaining::Chunked(decoder) => match decoder.decode(buffer)? {
+                Decoded::Data(data) => Next::Data(data),
+                Decoded::NeedMore => Next::Read,
+                Decoded::End => Next::End,
+            },
+        })
+    }
+}
+
+/// A response body read from the upstream connection, which also writes
+/// what is left of the request.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    /// `None` once the body ended (the connection went back to the pool or
+    /// was closed).
+    connection: Option<PooledConnection>,
+    writer: RequestWriter,
+    remaining: Remaining,
+    keep_alive: bool,
+}
+
+impl UpstreamBody {
+    fn new(
+        connection: PooledConnection,
+        writer: RequestWriter,
+        head: &ResponseHead,
+    ) -> UpstreamBody {
+        let remaining = match head.framing {
+            Framing::Length(length) => Remaining::Length(length),
+            Framing::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => Remaining::UntilClose,
+        };
+        let mut body = UpstreamBody {
+            connection: Some(connection),
+            writer,
+            remaining,
+            keep_alive: head.keep_alive,
+        };
+        // A 101's connection stays for the tunnel.
+        if matches!(body.remaining, Remaining::Length(0))
+            && head.status != StatusCode::SWITCHING_PROTOCOLS
+        {
+            body.end();
+        }
+        body
+    }
+
+    /// The connection, for a 101 answer: it becomes one end of a tunnel.
+    pub fn into_link(mut self) -> Option<Link> {
+        self.connection.take().map(PooledConnection::into_link)
+    }
+
+    /// The body ended: its connection goes back to the pool if the request
+    /// was written in full and the upstream sent nothing more.
+    fn end(&mut self) {
+        if let Some(connection) = self.connection.take()
+            && self.keep_alive
+            && self.writer.done()
+            && connection.link.buffer.is_empty()
+        {
+            connection.release();
+        }
+    }
+
+    /// The next part of the body, `None` at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        loop {
+            let Some(connection) = self.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let link = &mut connection.link;
+            if self.writer.poll_alongside(cx, &mut link.stream).is_err() {
+                self.connection = None;
+                return Poll::Ready(Some(Err("request body failed".into())));
+            }
+            match self.remaining.next(&mut link.buffer) {
+                Err(error) => {
+                    self.connection = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+                Ok(Next::End) => {
+                    self.end();
+                    return Poll::Ready(None);
+                }
+                Ok(Next::Data(data)) => {
+                    if matches!(self.remaining, Remaining::Length(0)) {
+                        self.end();
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Ok(Next::Read) => {}
+            }
+            match ready!(link.poll_fill(cx)) {
+                Ok(0) if matches!(self.remaining, Remaining::UntilClose) => {
+                    self.connection = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.connection = None;
+                    return Poll::Ready(Some(Err("upstream closed before the body ended".into())));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.connection = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            }
+        }
+    }
+
+    /// Closes the connection: the response was cut short.
+    pub fn close(&mut self) {
+        self.connection = None;
+    }
+
+    /// Whether nothing more will come.
+    pub fn is_end_stream(&self) -> bool {
+        self.connection.is_none() || matches!(self.remaining, Remaining::Length(0))
+    }
+
+    /// The exact remaining length when the upstream gave one.
+    pub fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Remaining::Length(left) => SizeHint::with_exact(left),
+            _ if self.connection.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading an upstream's response head: httparse on the connection's read
+//! buffer, header values shared with the buffer (no copies), and what the
+//! head says about the body's framing and the connection's reuse.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::{StatusCode, Version};
+
+use crate::http::forwarding;
+
+/// Most header lines accepted in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Largest response head accepted: nginx's `proxy_buffer_size` answers a
+/// bigger one with 502 too, at a quarter of this.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// This many bytes (0 for HEAD answers, 204 and 304).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The headers, values sharing the head's bytes.
+    pub headers: HeaderMap,
+    /// The reason phrase when it is not the status's usual one, which a
+    /// client then sees unchanged.
+    pub reason: Option<Bytes>,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the upstream keeps the connection open after the body.
+    pub keep_alive: bool,
+}
+
+/// Why a response head is refused (the request is answered 502).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not an HTTP/1 response head.
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    /// Longer than [`MAX_HEAD_BYTES`].
+    #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
+    TooLarge,
+    /// A body length two parsers could read differently.
+    #[error(
+        "response with ambiguous framing (Content-Length with Transfer-Encoding, or several or invalid lengths)"
+    )]
+    AmbiguousFraming,
+}
+
+/// Where one header's name and value lie in the head.
+struct Spans {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Parses a complete head at the start of `buffer` and removes it from
+/// there; `Ok(None)` while the head is incomplete. `head_request`: the
+/// request was `HEAD`, so the response has no body whatever it says.
+pub fn parse(buffer: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let base = buffer.as_ptr() as usize;
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buffer,
+        &mut slots,
+    );
+    let length = match parsed {
+        Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD_BYTES => length,
+        Ok(httparse::Status::Complete(_)) => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) if buffer.len() >= MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(HeadError::Malformed(error)),
+    };
+    let offset = |part: &[u8]| (part.as_ptr() as usize - base, part.len());
+    // Where each header lies, kept while the head is split off the buffer
+    // (a vector: an array of `MAX_HEADERS` would be zeroed on every call).
+    let spans: Vec<Spans> = response
+        .headers
+        .iter()
+        .map(|header| Spans {
+            name: offset(header.name.as_bytes()),
+            value: offset(header.value),
+        })
+        .collect();
+    let code = response.code.unwrap_or_default();
+    let version = if response.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // httparse gives a reason that is not UTF-8 as a static "": only one
+    // inside the head is kept (an empty one is the canonical one anyway).
+    let reason = response
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| offset(r.as_bytes()));
+    let status =
+        StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
+    let head = buffer.split_to(length).freeze();
+    let slice = |(start, len): (usize, usize)| head.slice(start..start + len);
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in &spans {
+        let name = HeaderName::from_bytes(&slice(span.name))
+            .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
+        let value = HeaderValue::from_maybe_shared(slice(span.value))
+            .map_err(|_| HeadError::Malformed(httparse::Error::HeaderValue))?;
+        headers.append(name, value);
+    }
+    let reason = reason.map(slice).filter(|r| {
+        status
+            .canonical_reason()
+            .is_none_or(|c| c.as_bytes() != &r[..])
+    });
+    let framing = framing(status, head_request, &headers)?;
+    let keep_alive =
+        framing != Framing::UntilClose && forwarding::keeps_connection(version, &headers);
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        reason,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn framing(
+    status: StatusCode,
+    head_request: bool,
+    headers: &HeaderMap,
+) -> Result<Framing, HeadError> {
+    if !forwarding::response_framing_ok(headers) {
+        return Err(HeadError::AmbiguousFraming);
+    }
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(coding) = headers.get(TRANSFER_ENCODING) {
+        let last = coding
+            .as_bytes()
+            .rsplit(|b| *b == b',')
+            .next()
+            .unwrap_or_default();
+        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    match headers.get(CONTENT_LENGTH) {
+        None => Ok(Framing::UntilClose),
+        Some(value) => parse_length(value.as_bytes())
+            .map(Framing::Length)
+            .ok_or(HeadError::AmbiguousFraming),
+    }
+}
+
+/// A `Content-Length` value: decimal digits only.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |total, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        total.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
+#[cfg(test)]
+#[path = "response_head_tests.rs"]
+mod tests;
