@@ -113,14 +113,8 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// §9.3): for HTTP/1.1 unless it says `close`, for HTTP/1.0 only if it
 /// says `keep-alive`.
 pub fn keeps_alive<B>(req: &Request<B>) -> bool {
-    keeps_connection(req.version(), req.headers())
-}
-
-/// Whether a message of `version` with `headers` leaves its connection
-/// open (RFC 9112 §9.3), for requests and responses alike.
-pub fn keeps_connection(version: Version, headers: &HeaderMap) -> bool {
-    let mut tokens = connection_tokens(headers);
-    if version == Version::HTTP_10 {
+    let mut tokens = connection_tokens(req.headers());
+    if req.version() == Version::HTTP_10 {
         tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
     } else {
         !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
@@ -135,7 +129,7 @@ pub fn closes(headers: &HeaderMap) -> bool {
 
 /// The comma-separated tokens of every `Connection` value, split on bytes
 /// (a token that is not a valid header name is skipped by its users).
-pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()
@@ -295,15 +289,6 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         all.push_str(v);
         all
     }))
-}
-
-/// Whether an upstream response's framing is unambiguous: not both
-/// `Transfer-Encoding` and `Content-Length`, not several lengths. hyper
-/// decodes such a body by its chunks but keeps the length header, which
-/// would reach the client with a body of another size.
-pub fn response_framing_ok(headers: &HeaderMap) -> bool {
-    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
-    lengths <= 1 && !(lengths == 1 && headers.contains_key(TRANSFER_ENCODING))
 }
 
 /// Cleans an upstream response's headers for the client; a 101 keeps its

@@ -193,25 +193,6 @@ fn upgrades_are_kept_except_h2c() {
 }
 
 #[test]
-fn response_framing_must_be_unambiguous() {
-    let headers = |pairs: &[(&str, &str)]| request(pairs).headers().clone();
-    assert!(response_framing_ok(&headers(&[("content-length", "5")])));
-    assert!(response_framing_ok(&headers(&[(
-        "transfer-encoding",
-        "chunked"
-    )])));
-    assert!(response_framing_ok(&headers(&[])));
-    assert!(!response_framing_ok(&headers(&[
-        ("content-length", "3"),
-        ("transfer-encoding", "chunked")
-    ])));
-    assert!(!response_framing_ok(&headers(&[
-        ("content-length", "5"),
-        ("content-length", "5")
-    ])));
-}
-
-#[test]
 fn keep_alive_follows_the_version_and_the_connection_tokens() {
     let request = |version: Version, connection: Option<&str>| {
         let mut builder = Request::builder().version(version).uri("/");

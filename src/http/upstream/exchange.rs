@@ -27,9 +27,14 @@ use super::link::Link;
 use super::response_head::{self, Framing, HeadError, ResponseHead};
 use crate::http::body::{BoxError, RequestBody};
 
-/// The request on its way out: bytes queued for the socket, then the body.
+/// The request on its way out: its head, then body parts queued for the
+/// socket, then the rest of the body.
 #[derive(Debug)]
 pub struct RequestWriter {
+    head: Vec<u8>,
+    /// How much of the head was written.
+    head_sent: usize,
+    /// Body parts (and chunk framing) not yet written.
     queue: VecDeque<Bytes>,
     body: RequestBody,
     body_ended: bool,
@@ -55,7 +60,9 @@ impl RequestWriter {
     /// `Content-Length` and is sent in chunks.
     pub fn new(head: Vec<u8>, body: RequestBody, chunked: bool) -> RequestWriter {
         RequestWriter {
-            queue: VecDeque::from([Bytes::from(head)]),
+            head,
+            head_sent: 0,
+            queue: VecDeque::new(),
             body_ended: body.is_end_stream() && !chunked,
             body,
             chunked,
@@ -66,7 +73,7 @@ impl RequestWriter {
 
     /// Whether the whole request was written.
     fn done(&self) -> bool {
-        self.queue.is_empty() && self.body_ended
+        self.head_sent == self.head.len() && self.queue.is_empty() && self.body_ended
     }
 
     /// Writes what it can; `Ready(Ok)` once the whole request is out.
@@ -76,15 +83,18 @@ impl RequestWriter {
         stream: &mut TcpStream,
     ) -> Poll<Result<(), WriteError>> {
         loop {
-            while !self.queue.is_empty() {
+            while self.head_sent < self.head.len() || !self.queue.is_empty() {
                 let written = {
                     let mut slices = [IoSlice::new(&[]); 4];
-                    let count = self
-                        .queue
-                        .iter()
-                        .zip(slices.iter_mut())
-                        .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
-                        .count();
+                    let mut count = 0;
+                    if self.head_sent < self.head.len() {
+                        slices[0] = IoSlice::new(&self.head[self.head_sent..]);
+                        count = 1;
+                    }
+                    for (bytes, slice) in self.queue.iter().zip(slices[count..].iter_mut()) {
+                        *slice = IoSlice::new(bytes);
+                        count += 1;
+                    }
                     match ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])) {
                         Ok(0) | Err(_) => {
                             self.refused = true;
@@ -127,7 +137,12 @@ impl RequestWriter {
     }
 
     fn consume(&mut self, mut written: usize) {
-        while let Some(front) = self.queue.front_mut() {
+        let from_head = (self.head.len() - self.head_sent).min(written);
+        self.head_sent += from_head;
+        written -= from_head;
+        while written > 0
+            && let Some(front) = self.queue.front_mut()
+        {
             if front.len() > written {
                 front.advance(written);
                 return;

@@ -37,7 +37,11 @@ impl Link {
 
     /// Reads more into the buffer; `Ok(0)` at the upstream's end of stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buffer.reserve(self.read_size);
+        // What is left of the last allocation is used first: reserving a
+        // full read each time would allocate for every response.
+        if self.buffer.capacity() - self.buffer.len() < self.read_size / 4 {
+            self.buffer.reserve(self.read_size);
+        }
         let spare = self.buffer.capacity() - self.buffer.len();
         // A fresh `read_buf` per poll: it keeps no state between polls.
         let read = std::task::ready!(pin!(self.stream.read_buf(&mut self.buffer)).poll(cx))?;

@@ -5,10 +5,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use http::{StatusCode, Version};
-
-use crate::http::forwarding;
 
 /// Most header lines accepted in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -116,11 +116,15 @@ pub fn parse(buffer: &mut BytesMut, head_request: bool) -> Result<Option<Respons
     let head = buffer.split_to(length).freeze();
     let slice = |(start, len): (usize, usize)| head.slice(start..start + len);
     let mut headers = HeaderMap::with_capacity(spans.len());
+    // What the framing and reuse depend on is noted on the way, instead of
+    // being looked up in the map afterwards.
+    let mut facts = FramingFacts::default();
     for span in &spans {
         let name = HeaderName::from_bytes(&slice(span.name))
             .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
         let value = HeaderValue::from_maybe_shared(slice(span.value))
             .map_err(|_| HeadError::Malformed(httparse::Error::HeaderValue))?;
+        facts.note(&name, &value);
         headers.append(name, value);
     }
     let reason = reason.map(slice).filter(|r| {
@@ -128,9 +132,12 @@ pub fn parse(buffer: &mut BytesMut, head_request: bool) -> Result<Option<Respons
             .canonical_reason()
             .is_none_or(|c| c.as_bytes() != &r[..])
     });
-    let framing = framing(status, head_request, &headers)?;
-    let keep_alive =
-        framing != Framing::UntilClose && forwarding::keeps_connection(version, &headers);
+    let framing = facts.framing(status, head_request)?;
+    let keep_alive = framing != Framing::UntilClose
+        && match version {
+            Version::HTTP_10 => facts.keep_alive_token,
+            _ => !facts.close_token,
+        };
     Ok(Some(ResponseHead {
         status,
         version,
@@ -141,38 +148,66 @@ pub fn parse(buffer: &mut BytesMut, head_request: bool) -> Result<Option<Respons
     }))
 }
 
-fn framing(
-    status: StatusCode,
-    head_request: bool,
-    headers: &HeaderMap,
-) -> Result<Framing, HeadError> {
-    if !forwarding::response_framing_ok(headers) {
-        return Err(HeadError::AmbiguousFraming);
+/// The headers that decide a response's framing and reuse.
+#[derive(Default)]
+struct FramingFacts {
+    /// `Content-Length` headers seen, and the last one's value.
+    lengths: usize,
+    length: Option<u64>,
+    /// Whether any `Transfer-Encoding` was seen, and whether the last one
+    /// ends in `chunked`.
+    coded: bool,
+    chunked: bool,
+    close_token: bool,
+    keep_alive_token: bool,
+}
+
+impl FramingFacts {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == CONTENT_LENGTH {
+            self.lengths += 1;
+            self.length = parse_length(value.as_bytes());
+        } else if *name == TRANSFER_ENCODING {
+            let last = value.as_bytes().rsplit(|b| *b == b',').next();
+            self.coded = true;
+            self.chunked = last.is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if *name == CONNECTION {
+            for token in value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                self.close_token |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
     }
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Length(0));
-    }
-    if let Some(coding) = headers.get(TRANSFER_ENCODING) {
-        let last = coding
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .unwrap_or_default();
-        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        });
-    }
-    match headers.get(CONTENT_LENGTH) {
-        None => Ok(Framing::UntilClose),
-        Some(value) => parse_length(value.as_bytes())
-            .map(Framing::Length)
-            .ok_or(HeadError::AmbiguousFraming),
+
+    /// How the body is delimited (RFC 9112 §6.3); a length two parsers
+    /// could read differently is refused.
+    fn framing(&self, status: StatusCode, head_request: bool) -> Result<Framing, HeadError> {
+        if self.lengths > 1 || (self.lengths == 1 && self.coded) {
+            return Err(HeadError::AmbiguousFraming);
+        }
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Length(0));
+        }
+        if self.coded {
+            return Ok(if self.chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            });
+        }
+        match (self.lengths, self.length) {
+            (0, _) => Ok(Framing::UntilClose),
+            (_, Some(length)) => Ok(Framing::Length(length)),
+            (_, None) => Err(HeadError::AmbiguousFraming),
+        }
     }
 }
 
