@@ -8,7 +8,7 @@
 //! strip `X-Forwarded-For` by naming it in `Connection`.
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::{Method, Request, Version};
@@ -152,8 +152,8 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 
 /// `1 << i` if `name` is `HOP_BY_HOP[i]`, else 0 (a match on the name's
 /// text: cheaper than comparing it with seven names).
-fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    match name.as_str() {
+fn hop_by_hop_bit(name: &str) -> u8 {
+    match name {
         "connection" => 1,
         "keep-alive" => 1 << 1,
         "proxy-connection" => 1 << 2,
@@ -165,6 +165,14 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     }
 }
 
+/// [`hop_by_hop_bit`] of a name in any case (a `Connection` token).
+fn hop_by_hop_bit_of(name: &[u8]) -> u8 {
+    HOP_BY_HOP
+        .iter()
+        .position(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+        .map_or(0, |i| 1 << i)
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 ///
 /// One pass over the names finds which hop-by-hop headers are present, so
@@ -173,7 +181,7 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u8;
     for name in headers.keys() {
-        present |= hop_by_hop_bit(name);
+        present |= hop_by_hop_bit(name.as_str());
     }
     if present == 0 {
         return;
@@ -187,10 +195,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter(|t| {
                 let is_close = t.eq_ignore_ascii_case(b"close");
                 close |= is_close;
-                !is_close
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|hop| t.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+                !is_close && hop_by_hop_bit_of(t) == 0
             })
             .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
@@ -246,38 +251,144 @@ pub fn host_value(headers: &HeaderMap, host: &str) -> Option<HeaderValue> {
     }
 }
 
-/// Rewrites a client request's headers for the upstream: hop-by-hop
-/// removed, `Expect` answered here, `X-Forwarded-*` set (`client` is the
-/// client's [`address_value`], `host` the request's [`host_value`]), the
-/// upgrade kept if one was asked for.
-pub fn to_upstream(
-    headers: &mut HeaderMap,
-    client: &HeaderValue,
-    host: Option<&HeaderValue>,
+/// A client request's headers as its upstream gets them: hop-by-hop
+/// headers and those named in `Connection` left out, `Expect` answered
+/// here, `X-Forwarded-*` set, configured headers set, the upgrade kept if
+/// one was asked for.
+///
+/// Decided once per request and applied as the request head is written:
+/// the client's header map itself is never changed, which spares a
+/// removal or insertion (a hash and a probe) per rewritten header.
+#[derive(Debug)]
+pub struct UpstreamHeaders<'a> {
+    client: &'a HeaderMap,
+    /// Names in `Connection` other than hop-by-hop ones and `close`.
+    named: Vec<&'a [u8]>,
+    /// `Connection` says `close`: a header named `close` is left out too.
+    close_named: bool,
+    forwarded_for: Option<HeaderValue>,
+    forwarded_host: Option<&'a HeaderValue>,
     upgrade: Option<HeaderValue>,
-) {
-    remove_hop_by_hop(headers);
-    headers.remove(EXPECT);
-    let forwarded_for = match joined(headers, &X_FORWARDED_FOR) {
-        Some(mut previous) => {
-            previous.push_str(", ");
-            previous.push_str(client.to_str().unwrap_or_default());
-            HeaderValue::try_from(previous).ok()
+    /// Configured headers, replacing any the client sent.
+    set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl<'a> UpstreamHeaders<'a> {
+    /// The rewrite of `client` for a request from `client_ip` (its
+    /// [`address_value`]) to `host` (its [`host_value`]), upgrading to
+    /// `upgrade` if one was asked for.
+    pub fn new(
+        client: &'a HeaderMap,
+        client_ip: &HeaderValue,
+        host: Option<&'a HeaderValue>,
+        upgrade: Option<HeaderValue>,
+    ) -> UpstreamHeaders<'a> {
+        let mut named = Vec::new();
+        let mut close_named = false;
+        for token in connection_tokens(client) {
+            if token.eq_ignore_ascii_case(b"close") {
+                close_named = true;
+            } else if hop_by_hop_bit_of(token) == 0 {
+                named.push(token);
+            }
         }
-        None => Some(client.clone()),
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+        let mut rewrite = UpstreamHeaders {
+            client,
+            named,
+            close_named,
+            forwarded_for: None,
+            forwarded_host: host,
+            upgrade,
+            set: Vec::new(),
+        };
+        let previous = if rewrite.is_named(X_FORWARDED_FOR.as_str()) {
+            None
+        } else {
+            joined(client, &X_FORWARDED_FOR)
+        };
+        rewrite.forwarded_for = match previous {
+            Some(mut previous) => {
+                previous.push_str(", ");
+                previous.push_str(client_ip.to_str().unwrap_or_default());
+                HeaderValue::try_from(previous).ok()
+            }
+            None => Some(client_ip.clone()),
+        };
+        rewrite
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    match host {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
-    if let Some(protocol) = upgrade {
-        headers.insert(UPGRADE, protocol);
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+
+    /// Sets a configured header, replacing the client's and sluice's own.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.set.retain(|(set, _)| *set != name);
+        self.set.push((name, value));
     }
+
+    /// Whether the upstream gets a `Content-Length` (else a body goes in
+    /// chunks).
+    pub fn has_length(&self) -> bool {
+        self.client.contains_key(CONTENT_LENGTH) && !self.is_named(CONTENT_LENGTH.as_str())
+    }
+
+    fn is_named(&self, name: &str) -> bool {
+        (self.close_named && name == "close")
+            || self
+                .named
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    fn is_set(&self, name: &HeaderName) -> bool {
+        self.set.iter().any(|(set, _)| set == name)
+    }
+
+    /// Writes every header line but `Host` (the request line's writer
+    /// adds that).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.client {
+            let text = name.as_str();
+            if replaced_here(text) || self.is_named(text) || self.is_set(name) {
+                continue;
+            }
+            header_line(out, text, value.as_bytes());
+        }
+        let own = [
+            (&X_FORWARDED_FOR, self.forwarded_for.as_ref()),
+            (&X_FORWARDED_PROTO, Some(&HeaderValue::from_static("http"))),
+            (&X_FORWARDED_HOST, self.forwarded_host),
+        ];
+        for (name, value) in own {
+            if let Some(value) = value
+                && !self.is_set(name)
+            {
+                header_line(out, name.as_str(), value.as_bytes());
+            }
+        }
+        for (name, value) in &self.set {
+            header_line(out, name.as_str(), value.as_bytes());
+        }
+        if let Some(protocol) = &self.upgrade {
+            header_line(out, "upgrade", protocol.as_bytes());
+            header_line(out, "connection", b"upgrade");
+        }
+    }
+}
+
+/// `name: value` and the line end.
+fn header_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Client headers never passed on as they are: hop-by-hop ones, `Expect`
+/// (answered here), and those sluice writes itself.
+fn replaced_here(name: &str) -> bool {
+    hop_by_hop_bit(name) != 0
+        || matches!(
+            name,
+            "expect" | "host" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+        )
 }
 
 /// Every value of `name`, joined with `, `.

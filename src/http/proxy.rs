@@ -16,8 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use strategies::{PickContext, Tried};
 
@@ -231,9 +230,8 @@ async fn proxy(
         Rc::clone(&failure),
     );
     let bodyless = body.is_end_stream();
-    let mut headers = parts.headers;
-    forwarding::to_upstream(
-        &mut headers,
+    let mut headers = forwarding::UpstreamHeaders::new(
+        &parts.headers,
         &conn.forwarded_for,
         host.value,
         client_upgrade.as_ref().map(|(p, _)| p.clone()),
@@ -241,7 +239,7 @@ async fn proxy(
     apply_templates(conn, target.routes, host.text, &mut headers);
     let target_path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let outgoing = Outgoing {
-        chunked: !bodyless && !headers.contains_key(CONTENT_LENGTH),
+        chunked: !bodyless && !headers.has_length(),
         method: parts.method,
         target: target_path,
         headers,
@@ -389,7 +387,7 @@ struct Outgoing<'a> {
     method: Method,
     /// The request target in origin form.
     target: &'a str,
-    headers: HeaderMap,
+    headers: forwarding::UpstreamHeaders<'a>,
     pass_host: bool,
     host: Option<&'a HeaderValue>,
     /// The body has no length and goes in chunks.
@@ -537,7 +535,7 @@ fn apply_templates(
     conn: &ConnContext,
     routes: &HttpRoutes,
     host: Option<&str>,
-    headers: &mut HeaderMap,
+    headers: &mut forwarding::UpstreamHeaders<'_>,
 ) {
     if routes.headers.is_empty() {
         return;
@@ -555,6 +553,6 @@ fn apply_templates(
         request_id: &request_id,
     };
     for template in &routes.headers {
-        headers.insert(template.name.clone(), template.render(&vars));
+        headers.set(template.name.clone(), template.render(&vars));
     }
 }

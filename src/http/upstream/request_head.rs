@@ -3,17 +3,19 @@
 //! not copied into a second map.
 
 use http::Method;
-use http::header::{HOST, HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 
-/// Writes `METHOD target HTTP/1.1`, the `Host` header, every other header
-/// of `headers` (their `Host` is replaced by `host`), and
-/// `Transfer-Encoding: chunked` when the body is sent in chunks.
+use crate::http::forwarding::UpstreamHeaders;
+
+/// Writes `METHOD target HTTP/1.1`, the `Host` header, the rewritten
+/// headers, and `Transfer-Encoding: chunked` when the body is sent in
+/// chunks.
 pub fn encode(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: &HeaderValue,
-    headers: &HeaderMap,
+    headers: &UpstreamHeaders<'_>,
     chunked: bool,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -22,15 +24,7 @@ pub fn encode(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if name == HOST {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    headers.write(out);
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -40,6 +34,8 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
+    use http::header::HOST;
 
     #[test]
     fn host_is_replaced_and_every_value_kept() {
@@ -47,18 +43,21 @@ mod tests {
         headers.insert(HOST, HeaderValue::from_static("client.example"));
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
+        let client_ip = HeaderValue::from_static("10.0.0.1");
+        let rewrite = UpstreamHeaders::new(&headers, &client_ip, None, None);
         let mut out = Vec::new();
         encode(
             &mut out,
             &Method::POST,
             "/p?q=1",
             &HeaderValue::from_static("backend:80"),
-            &headers,
+            &rewrite,
             true,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /p?q=1 HTTP/1.1\r\nhost: backend:80\r\nx-a: 1\r\nx-a: 2\r\n\
+             x-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
     }
