@@ -121,12 +121,6 @@ pub fn keeps_alive<B>(req: &Request<B>) -> bool {
     }
 }
 
-/// Whether a response's own headers close the client connection after it
-/// (sluice's answers that end a connection say `Connection: close`).
-pub fn closes(headers: &HeaderMap) -> bool {
-    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(b"close"))
-}
-
 /// The comma-separated tokens of every `Connection` value, split on bytes
 /// (a token that is not a valid header name is skipped by its users).
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
@@ -165,12 +159,17 @@ fn hop_by_hop_bit(name: &str) -> u8 {
     }
 }
 
-/// [`hop_by_hop_bit`] of a name in any case (a `Connection` token).
+/// [`hop_by_hop_bit`] of a name in any case (a `Connection` token),
+/// lower-cased on the stack: no name is longer than 17 bytes.
 fn hop_by_hop_bit_of(name: &[u8]) -> u8 {
-    HOP_BY_HOP
-        .iter()
-        .position(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
-        .map_or(0, |i| 1 << i)
+    let mut lower = [0u8; 17];
+    let Some(lower) = lower.get_mut(..name.len()) else {
+        return 0;
+    };
+    for (to, from) in lower.iter_mut().zip(name) {
+        *to = from.to_ascii_lowercase();
+    }
+    std::str::from_utf8(lower).map_or(0, hop_by_hop_bit)
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`.

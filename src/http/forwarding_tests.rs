@@ -260,9 +260,15 @@ fn keep_alive_follows_the_version_and_the_connection_tokens() {
     assert!(!keeps_alive(&request(Version::HTTP_11, Some("te, Close"))));
     assert!(!keeps_alive(&request(Version::HTTP_10, None)));
     assert!(keeps_alive(&request(Version::HTTP_10, Some("Keep-Alive"))));
+}
 
-    let mut headers = HeaderMap::new();
-    assert!(!closes(&headers));
-    headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    assert!(closes(&headers));
+#[test]
+fn connection_tokens_are_recognised_in_any_case() {
+    assert_eq!(hop_by_hop_bit_of(b"Keep-Alive"), 1 << 1);
+    assert_eq!(hop_by_hop_bit_of(b"TRANSFER-ENCODING"), 1 << 5);
+    assert_eq!(hop_by_hop_bit_of(b"x-named"), 0);
+    assert_eq!(
+        hop_by_hop_bit_of(b"a-name-longer-than-any-hop-by-hop-one"),
+        0
+    );
 }

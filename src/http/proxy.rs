@@ -98,6 +98,9 @@ pub async fn handle(
         route_and_serve(&conn, &runtime, index, req, started, &outcome).await
     };
     let own_answer = matches!(served, Err(ProxyError::NoUpstream | ProxyError::NoRoute));
+    // Only sluice's own answers to a broken request say `Connection:
+    // close`; an upstream's `Connection` never reaches the client.
+    let closes = matches!(served, Err(error) if error.closes_connection());
     let mut response = match served {
         Ok(response) => response,
         Err(error) => error.response(),
@@ -124,8 +127,7 @@ pub async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         conn.phase.set(Phase::Tunnel);
     }
-    conn.phase
-        .set_keep_alive(client_keeps_alive && !forwarding::closes(response.headers()));
+    conn.phase.set_keep_alive(client_keeps_alive && !closes);
     response
         .body_mut()
         .set_phase(std::sync::Arc::clone(&conn.phase));

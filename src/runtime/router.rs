@@ -135,6 +135,9 @@ pub struct RouteMatch {
 #[derive(Debug)]
 pub struct Router {
     rules: Box<[Rule]>,
+    /// Whether any rule has a host pattern: if none has, the request's
+    /// host is never looked at.
+    matches_hosts: bool,
 }
 
 #[derive(Debug)]
@@ -230,8 +233,10 @@ impl Router {
             keyed.push((key, rule));
         }
         keyed.sort_by_key(|(key, _)| *key);
+        let rules: Box<[Rule]> = keyed.into_iter().map(|(_, rule)| rule).collect();
         Ok(Router {
-            rules: keyed.into_iter().map(|(_, rule)| rule).collect(),
+            matches_hosts: rules.iter().any(|r| !matches!(r.host, HostPattern::Any)),
+            rules,
         })
     }
 
@@ -247,7 +252,7 @@ impl Router {
         if !path.starts_with('/') {
             return None;
         }
-        let host = host.map(bare_host);
+        let host = host.filter(|_| self.matches_hosts).map(bare_host);
         self.rules.iter().find_map(|rule| {
             if !rule.host_matches(host) {
                 return None;
