@@ -323,6 +323,43 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
     );
 }
 
+#[tokio::test]
+async fn an_idle_upstream_connection_its_upstream_closed_is_closed_within_seconds() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, closed_seen) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "sluice closed before its request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        // The backend ends the keep-alive connection, then waits to see
+        // sluice close its end.
+        stream.shutdown().await.unwrap();
+        let _ = closed.send(stream.read(&mut buf).await.map(|n| n == 0));
+    });
+    let yaml = format!(
+        "upstreams:\n  - id: b\n    address: {addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [b]\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed_seen)
+        .await
+        .expect("sluice kept holding the connection its upstream closed")
+        .unwrap();
+    assert!(closed.unwrap(), "sluice sent bytes instead of closing");
+}
+
 /// A backend that reads a request and resets the connection (SO_LINGER 0)
 /// without answering.
 async fn resets_every_request() -> std::net::SocketAddr {

@@ -194,6 +194,16 @@ pub struct Answer {
     pub body: UpstreamBody,
 }
 
+/// Where reading up to the response head ended.
+enum HeadOutcome {
+    Head(ResponseHead),
+    Invalid(HeadError),
+    /// The connection failed before a byte of the request was written.
+    Unsent,
+    /// The connection failed after, or the client's body failed.
+    Lost,
+}
+
 /// Sends the request and reads up to the response head, skipping interim
 /// (1xx) answers other than 101.
 pub async fn exchange(
@@ -201,13 +211,18 @@ pub async fn exchange(
     mut writer: RequestWriter,
     head_request: bool,
 ) -> Result<Answer, Failure> {
-    let head = poll_fn(|cx| {
+    let outcome = poll_fn(|cx| {
         let link = &mut connection.link;
         if writer.poll_alongside(cx, &mut link.stream).is_err() {
-            return Poll::Ready(Err(false));
+            return Poll::Ready(HeadOutcome::Lost);
         }
+        let failed = if writer.wrote {
+            HeadOutcome::Lost
+        } else {
+            HeadOutcome::Unsent
+        };
         if writer.refused && !writer.wrote {
-            return Poll::Ready(Err(true));
+            return Poll::Ready(failed);
         }
         loop {
             let parsed = if link.buffer.is_empty() {
@@ -216,25 +231,25 @@ pub async fn exchange(
                 response_head::parse(&mut link.buffer, head_request)
             };
             match parsed {
-                Err(error) => return Poll::Ready(Ok(Err(error))),
+                Err(error) => return Poll::Ready(HeadOutcome::Invalid(error)),
                 Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {}
-                Ok(Some(head)) => return Poll::Ready(Ok(Ok(head))),
+                Ok(Some(head)) => return Poll::Ready(HeadOutcome::Head(head)),
                 Ok(None) => match ready!(link.poll_fill(cx)) {
-                    Ok(0) | Err(_) => return Poll::Ready(Err(!writer.wrote)),
+                    Ok(0) | Err(_) => return Poll::Ready(failed),
                     Ok(_) => {}
                 },
             }
         }
     })
     .await;
-    match head {
-        Ok(Ok(head)) => {
+    match outcome {
+        HeadOutcome::Head(head) => {
             let body = UpstreamBody::new(connection, writer, &head);
             Ok(Answer { head, body })
         }
-        Ok(Err(error)) => Err(Failure::Invalid(error)),
-        Err(true) => Err(Failure::Unsent(writer.body)),
-        Err(false) => Err(Failure::Lost),
+        HeadOutcome::Invalid(error) => Err(Failure::Invalid(error)),
+        HeadOutcome::Unsent => Err(Failure::Unsent(writer.body)),
+        HeadOutcome::Lost => Err(Failure::Lost),
     }
 }
 

@@ -11,7 +11,8 @@
 //! back to the pool when its exchange ended cleanly and is dropped when it
 //! idled too long, the upstream closed it, or the pool is full. An idle
 //! connection has no task: whether the upstream closed it is read from its
-//! socket's readiness when it is taken.
+//! socket's readiness when it is taken, and once a second by a sweeper
+//! that runs while any connection idles.
 
 pub mod chunked;
 pub mod exchange;
@@ -21,10 +22,10 @@ pub mod response_head;
 
 pub use request_head::encode as encode_request_head;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -39,6 +40,10 @@ const MAX_IDLE_PER_UPSTREAM: usize = 64;
 /// server keep-alive (nginx 75 s, Node.js 5 s is the exception that the
 /// transparent retry covers).
 const IDLE_LIFETIME: Duration = Duration::from_secs(30);
+/// How often idle connections are checked for having been closed by their
+/// upstream: such a socket is closed here within this long instead of
+/// holding a descriptor until the pool next reaches for it.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,8 @@ struct Idle {
 #[derive(Default)]
 pub struct UpstreamConnections {
     idle: RefCell<Vec<Vec<Idle>>>,
+    /// Whether a sweeper task is running (only while connections idle).
+    sweeping: Cell<bool>,
 }
 
 impl std::fmt::Debug for UpstreamConnections {
@@ -104,7 +111,17 @@ impl std::fmt::Debug for PooledConnection {
 impl PooledConnection {
     /// Returns the connection to its pool for the next request.
     pub fn release(self) {
-        self.pool.put(self.slot, self.link, self.address);
+        let PooledConnection {
+            link,
+            slot,
+            address,
+            pool,
+            ..
+        } = self;
+        pool.put(slot, link, address);
+        if !pool.sweeping.replace(true) {
+            tokio::task::spawn_local(sweep_while_idle(Rc::downgrade(&pool)));
+        }
     }
 
     /// The connection itself, leaving the pool for good (an upgrade).
@@ -159,6 +176,20 @@ impl UpstreamConnections {
         None
     }
 
+    /// Drops idle connections their upstream closed or that idled past
+    /// [`IDLE_LIFETIME`]; returns whether any is left.
+    fn sweep(&self) -> bool {
+        let now = Instant::now();
+        let mut left = false;
+        for list in self.idle.borrow_mut().iter_mut() {
+            list.retain(|conn| {
+                now.duration_since(conn.since) < IDLE_LIFETIME && conn.link.looks_open()
+            });
+            left |= !list.is_empty();
+        }
+        left
+    }
+
     fn put(&self, slot: usize, mut link: Link, address: UpstreamAddress) {
         link.idle();
         let mut idle = self.idle.borrow_mut();
@@ -174,6 +205,21 @@ impl UpstreamConnections {
             since: Instant::now(),
             address,
         });
+    }
+}
+
+/// Sweeps the pool every [`SWEEP_EVERY`] while it holds idle connections;
+/// ends when none is left (the next release starts another).
+async fn sweep_while_idle(pool: Weak<UpstreamConnections>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if !pool.sweep() {
+            pool.sweeping.set(false);
+            return;
+        }
     }
 }
 
