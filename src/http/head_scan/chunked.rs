@@ -46,10 +46,30 @@ pub struct ChunkedScan {
 impl ChunkedScan {
     /// Feeds bytes; returns how many belong to the body and its progress.
     pub fn feed(&mut self, bytes: &[u8]) -> (usize, Progress) {
+        self.feed_until(bytes, false)
+    }
+
+    /// Like [`feed`](Self::feed), but stops where chunk data begins: a
+    /// decoder takes the data itself (see [`data_left`](Self::data_left)).
+    pub fn feed_framing(&mut self, bytes: &[u8]) -> (usize, Progress) {
+        self.feed_until(bytes, true)
+    }
+
+    /// How much of the current chunk's data is left, when the scan is in
+    /// chunk data.
+    pub fn data_left(&self) -> Option<u64> {
+        match self.state {
+            State::Data(left) => Some(left),
+            _ => None,
+        }
+    }
+
+    fn feed_until(&mut self, bytes: &[u8], stop_at_data: bool) -> (usize, Progress) {
         let mut used = 0;
         while used < bytes.len() {
             let rest = &bytes[used..];
             match self.state {
+                State::Data(_) if stop_at_data => break,
                 State::Data(left) => {
                     let take = usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()));
                     used += take;
