@@ -208,6 +208,31 @@ async fn a_body_delimited_by_close_arrives_whole_every_time() {
 }
 
 #[tokio::test]
+async fn a_response_head_that_trickles_in_byte_by_byte_is_answered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        for byte in b"HTTP/1.1 200 OK\r\nx-slow: yes\r\ncontent-length: 4\r\n\r\nslow" {
+            stream.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let proxy = Proxy::start(&config(addr, ""));
+    let response =
+        common::raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(response.contains("x-slow: yes"), "{response}");
+    assert!(response.ends_with("\r\n\r\nslow"), "{response:?}");
+}
+
+#[tokio::test]
 async fn a_101_for_another_protocol_is_not_tunnelled() {
     let addr = scripted(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: something-else\r\nconnection: upgrade\r\n\r\n", false).await;
     let proxy = Proxy::start(&config(addr, ""));

@@ -211,6 +211,8 @@ pub async fn exchange(
     mut writer: RequestWriter,
     head_request: bool,
 ) -> Result<Answer, Failure> {
+    // How much of the buffer was looked at for the end of a head.
+    let mut scanned = 0;
     let outcome = poll_fn(|cx| {
         let link = &mut connection.link;
         if writer.poll_alongside(cx, &mut link.stream).is_err() {
@@ -225,19 +227,26 @@ pub async fn exchange(
             return Poll::Ready(failed);
         }
         loop {
-            let parsed = if link.buffer.is_empty() {
-                Ok(None)
-            } else {
+            let parsed = if response_head::may_be_complete(&link.buffer, scanned) {
                 response_head::parse(&mut link.buffer, head_request)
+            } else if link.buffer.len() >= response_head::MAX_HEAD_BYTES {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(None)
             };
             match parsed {
                 Err(error) => return Poll::Ready(HeadOutcome::Invalid(error)),
-                Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {}
+                Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {
+                    scanned = 0;
+                }
                 Ok(Some(head)) => return Poll::Ready(HeadOutcome::Head(head)),
-                Ok(None) => match ready!(link.poll_fill(cx)) {
-                    Ok(0) | Err(_) => return Poll::Ready(failed),
-                    Ok(_) => {}
-                },
+                Ok(None) => {
+                    scanned = link.buffer.len();
+                    match ready!(link.poll_fill(cx)) {
+                        Ok(0) | Err(_) => return Poll::Ready(failed),
+                        Ok(_) => {}
+                    }
+                }
             }
         }
     })

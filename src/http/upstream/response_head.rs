@@ -61,6 +61,16 @@ pub enum HeadError {
     AmbiguousFraming,
 }
 
+/// Whether `buffer` may hold a complete head: it has an empty line ending
+/// at or after `from` (the bytes before were looked at already). Parsing
+/// only then keeps a head that trickles in a few bytes at a time from
+/// being parsed again from its start on every read.
+pub fn may_be_complete(buffer: &[u8], from: usize) -> bool {
+    let window = &buffer[from.saturating_sub(2).min(buffer.len())..];
+    memchr::memmem::find(window, b"\n\n").is_some()
+        || memchr::memmem::find(window, b"\n\r\n").is_some()
+}
+
 /// Where one header's name and value lie in the head.
 struct Spans {
     name: (usize, usize),

@@ -119,3 +119,15 @@ fn a_reason_that_is_not_utf8_is_dropped() {
     let head = parse(&mut buffer, false).unwrap().unwrap();
     assert_eq!((head.status, head.reason), (StatusCode::OK, None));
 }
+
+#[test]
+fn a_head_is_complete_only_after_an_empty_line() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+    assert!(may_be_complete(head, 0));
+    assert!(!may_be_complete(&head[..head.len() - 1], 0));
+    // Only the bytes after `from` (and the two before) are looked at.
+    assert!(may_be_complete(head, head.len() - 1));
+    assert!(!may_be_complete(head, head.len()));
+    assert!(may_be_complete(b"HTTP/1.1 200 OK\n\n", 0));
+    assert!(!may_be_complete(b"", 0));
+}
