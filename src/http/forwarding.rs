@@ -23,9 +23,46 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Which of the headers the proxy path looks at a request has: found in
+/// one pass over its names, so each check that finds its header absent
+/// (the usual case for all but `Host`) costs no map lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Present(u8);
+
+impl Present {
+    const HOST: u8 = 1;
+    const CONTENT_LENGTH: u8 = 1 << 1;
+    const TRANSFER_ENCODING: u8 = 1 << 2;
+    const CONNECTION: u8 = 1 << 3;
+    const UPGRADE: u8 = 1 << 4;
+    const FORWARDED_FOR: u8 = 1 << 5;
+
+    /// The headers of `headers` that matter here.
+    pub fn of(headers: &HeaderMap) -> Present {
+        let mut bits = 0;
+        for name in headers.keys() {
+            bits |= match name.as_str() {
+                "host" => Present::HOST,
+                "content-length" => Present::CONTENT_LENGTH,
+                "transfer-encoding" => Present::TRANSFER_ENCODING,
+                "connection" => Present::CONNECTION,
+                "upgrade" => Present::UPGRADE,
+                "x-forwarded-for" => Present::FORWARDED_FOR,
+                _ => 0,
+            };
+        }
+        Present(bits)
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
 /// Rejects requests whose framing or target is ambiguous, and returns the
-/// request's host (without validation of its port).
-pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
+/// request's host (without validation of its port). `present` is
+/// [`Present::of`] its headers.
+pub fn check_request<B>(req: &Request<B>, present: Present) -> Result<Option<&str>, ProxyError> {
     let headers = req.headers();
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
@@ -39,8 +76,14 @@ pub fn check_request<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
     if target_len > MAX_URI_LEN {
         return Err(ProxyError::UriTooLong);
     }
-    check_framing(headers)?;
-    let mut hosts = headers.get_all(HOST).iter();
+    if present.has(Present::CONTENT_LENGTH | Present::TRANSFER_ENCODING) {
+        check_framing(headers)?;
+    }
+    let mut hosts = present
+        .has(Present::HOST)
+        .then(|| headers.get_all(HOST).iter())
+        .into_iter()
+        .flatten();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(ProxyError::BadRequest("several Host headers")),
         (Some(value), None) => Some(
@@ -99,7 +142,10 @@ fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
 
 /// Whether the request asks to switch protocols (WebSocket and others);
 /// `h2c` is never tunnelled.
-pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub fn upgrade_protocol(headers: &HeaderMap, present: Present) -> Option<HeaderValue> {
+    if !present.has(Present::UPGRADE) {
+        return None;
+    }
     let upgrade = headers.get(UPGRADE)?;
     if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
         return None;
@@ -112,7 +158,10 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Whether the client's connection stays open after `req` (RFC 9112
 /// §9.3): for HTTP/1.1 unless it says `close`, for HTTP/1.0 only if it
 /// says `keep-alive`.
-pub fn keeps_alive<B>(req: &Request<B>) -> bool {
+pub fn keeps_alive<B>(req: &Request<B>, present: Present) -> bool {
+    if !present.has(Present::CONNECTION) {
+        return req.version() != Version::HTTP_10;
+    }
     let mut tokens = connection_tokens(req.headers());
     if req.version() == Version::HTTP_10 {
         tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
@@ -261,6 +310,8 @@ pub fn host_value(headers: &HeaderMap, host: &str) -> Option<HeaderValue> {
 #[derive(Debug)]
 pub struct UpstreamHeaders<'a> {
     client: &'a HeaderMap,
+    /// The client sent a `Content-Length`.
+    has_length: bool,
     /// Names in `Connection` other than hop-by-hop ones and `close`.
     named: Vec<&'a [u8]>,
     /// `Connection` says `close`: a header named `close` is left out too.
@@ -273,18 +324,24 @@ pub struct UpstreamHeaders<'a> {
 }
 
 impl<'a> UpstreamHeaders<'a> {
-    /// The rewrite of `client` for a request from `client_ip` (its
-    /// [`address_value`]) to `host` (its [`host_value`]), upgrading to
-    /// `upgrade` if one was asked for.
+    /// The rewrite of `client` (whose [`Present`] headers are `present`)
+    /// for a request from `client_ip` (its [`address_value`]) to `host`
+    /// (its [`host_value`]), upgrading to `upgrade` if one was asked for.
     pub fn new(
         client: &'a HeaderMap,
+        present: Present,
         client_ip: &HeaderValue,
         host: Option<&'a HeaderValue>,
         upgrade: Option<HeaderValue>,
     ) -> UpstreamHeaders<'a> {
         let mut named = Vec::new();
         let mut close_named = false;
-        for token in connection_tokens(client) {
+        let tokens = present
+            .has(Present::CONNECTION)
+            .then(|| connection_tokens(client))
+            .into_iter()
+            .flatten();
+        for token in tokens {
             if token.eq_ignore_ascii_case(b"close") {
                 close_named = true;
             } else if hop_by_hop_bit_of(token) == 0 {
@@ -293,6 +350,7 @@ impl<'a> UpstreamHeaders<'a> {
         }
         let mut rewrite = UpstreamHeaders {
             client,
+            has_length: present.has(Present::CONTENT_LENGTH),
             named,
             close_named,
             forwarded_for: None,
@@ -300,11 +358,12 @@ impl<'a> UpstreamHeaders<'a> {
             upgrade,
             set: Vec::new(),
         };
-        let previous = if rewrite.is_named(X_FORWARDED_FOR.as_str()) {
-            None
-        } else {
-            joined(client, &X_FORWARDED_FOR)
-        };
+        let previous =
+            if !present.has(Present::FORWARDED_FOR) || rewrite.is_named(X_FORWARDED_FOR.as_str()) {
+                None
+            } else {
+                joined(client, &X_FORWARDED_FOR)
+            };
         rewrite.forwarded_for = match previous {
             Some(mut previous) => {
                 previous.push_str(", ");
@@ -325,7 +384,7 @@ impl<'a> UpstreamHeaders<'a> {
     /// Whether the upstream gets a `Content-Length` (else a body goes in
     /// chunks).
     pub fn has_length(&self) -> bool {
-        self.client.contains_key(CONTENT_LENGTH) && !self.is_named(CONTENT_LENGTH.as_str())
+        self.has_length && !self.is_named(CONTENT_LENGTH.as_str())
     }
 
     fn is_named(&self, name: &str) -> bool {

@@ -1,5 +1,29 @@
 use super::*;
 
+/// [`check_request`] with the request's own [`Present`] headers.
+fn checked<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
+    check_request(req, Present::of(req.headers()))
+}
+
+/// [`upgrade_protocol`] with the headers' own [`Present`] ones.
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    upgrade_protocol(headers, Present::of(headers))
+}
+
+/// [`keeps_alive`] with the request's own [`Present`] headers.
+fn keeps<B>(req: &Request<B>) -> bool {
+    keeps_alive(req, Present::of(req.headers()))
+}
+
+/// The rewrite of `headers` for a request from [`client`].
+fn rewrite_of<'a>(
+    headers: &'a HeaderMap,
+    host: Option<&'a HeaderValue>,
+    upgrade: Option<HeaderValue>,
+) -> UpstreamHeaders<'a> {
+    UpstreamHeaders::new(headers, Present::of(headers), &client(), host, upgrade)
+}
+
 fn request(headers: &[(&str, &str)]) -> Request<()> {
     let mut builder = Request::builder().uri("/x");
     for (k, v) in headers {
@@ -37,19 +61,16 @@ fn ambiguous_framing_is_rejected() {
     ];
     for headers in cases {
         assert!(
-            matches!(
-                check_request(&request(headers)),
-                Err(ProxyError::BadRequest(_))
-            ),
+            matches!(checked(&request(headers)), Err(ProxyError::BadRequest(_))),
             "{headers:?}"
         );
     }
     assert_eq!(
-        check_request(&request(&[("host", "a"), ("transfer-encoding", "Chunked")])),
+        checked(&request(&[("host", "a"), ("transfer-encoding", "Chunked")])),
         Ok(Some("a"))
     );
     assert_eq!(
-        check_request(&request(&[("host", "a:80"), ("content-length", "12")])),
+        checked(&request(&[("host", "a:80"), ("content-length", "12")])),
         Ok(Some("a:80"))
     );
 }
@@ -61,7 +82,7 @@ fn long_targets_are_414() {
         .header("host", "a")
         .body(())
         .unwrap();
-    assert_eq!(check_request(&req), Err(ProxyError::UriTooLong));
+    assert_eq!(checked(&req), Err(ProxyError::UriTooLong));
 }
 
 #[test]
@@ -71,13 +92,13 @@ fn absolute_form_must_agree_with_host() {
         .header("host", "a.example")
         .body(())
         .unwrap();
-    assert!(check_request(&req).is_err());
+    assert!(checked(&req).is_err());
     let req = Request::builder()
         .uri("http://a.example/x")
         .header("host", "A.example")
         .body(())
         .unwrap();
-    assert_eq!(check_request(&req), Ok(Some("a.example")));
+    assert_eq!(checked(&req), Ok(Some("a.example")));
 }
 
 fn client() -> HeaderValue {
@@ -173,7 +194,7 @@ fn connection_named_headers_go_but_forwarded_headers_are_set() {
         ("x-kept", "yes"),
     ]);
     let host = HeaderValue::from_static("ex.com");
-    let rewrite = UpstreamHeaders::new(req.headers(), &client(), Some(&host), None);
+    let rewrite = rewrite_of(req.headers(), Some(&host), None);
     let lines = lines(&rewrite);
     assert_eq!(
         lines,
@@ -192,7 +213,7 @@ fn forwarded_for_is_appended() {
         ("x-forwarded-for", "1.1.1.1"),
         ("x-forwarded-for", "2.2.2.2"),
     ]);
-    let rewrite = UpstreamHeaders::new(req.headers(), &client(), None, None);
+    let rewrite = rewrite_of(req.headers(), None, None);
     let lines = lines(&rewrite);
     assert_eq!(
         values(&lines, "x-forwarded-for"),
@@ -204,7 +225,7 @@ fn forwarded_for_is_appended() {
 #[test]
 fn configured_headers_replace_the_clients_and_sluices_own() {
     let req = request(&[("x-real-ip", "spoofed"), ("x-kept", "yes")]);
-    let mut rewrite = UpstreamHeaders::new(req.headers(), &client(), None, None);
+    let mut rewrite = rewrite_of(req.headers(), None, None);
     rewrite.set(
         HeaderName::from_static("x-real-ip"),
         HeaderValue::from_static("10.0.0.1"),
@@ -222,9 +243,9 @@ fn configured_headers_replace_the_clients_and_sluices_own() {
 #[test]
 fn a_length_named_in_connection_is_not_sent() {
     let req = request(&[("content-length", "5")]);
-    assert!(UpstreamHeaders::new(req.headers(), &client(), None, None).has_length());
+    assert!(rewrite_of(req.headers(), None, None).has_length());
     let req = request(&[("content-length", "5"), ("connection", "Content-Length")]);
-    let rewrite = UpstreamHeaders::new(req.headers(), &client(), None, None);
+    let rewrite = rewrite_of(req.headers(), None, None);
     assert!(!rewrite.has_length());
     assert!(values(&lines(&rewrite), "content-length").is_empty());
 }
@@ -235,15 +256,15 @@ fn upgrades_are_kept_except_h2c() {
         ("connection", "keep-alive, Upgrade"),
         ("upgrade", "websocket"),
     ]);
-    let protocol = upgrade_protocol(ws.headers());
+    let protocol = upgrade_of(ws.headers());
     assert_eq!(protocol.as_ref().unwrap(), "websocket");
-    let rewrite = UpstreamHeaders::new(ws.headers(), &client(), None, protocol);
+    let rewrite = rewrite_of(ws.headers(), None, protocol);
     let lines = lines(&rewrite);
     assert_eq!(values(&lines, "upgrade"), ["websocket"]);
     assert_eq!(values(&lines, "connection"), ["upgrade"]);
     let h2c = request(&[("connection", "upgrade"), ("upgrade", "h2c")]);
-    assert!(upgrade_protocol(h2c.headers()).is_none());
-    assert!(upgrade_protocol(request(&[("upgrade", "websocket")]).headers()).is_none());
+    assert!(upgrade_of(h2c.headers()).is_none());
+    assert!(upgrade_of(request(&[("upgrade", "websocket")]).headers()).is_none());
 }
 
 #[test]
@@ -255,11 +276,11 @@ fn keep_alive_follows_the_version_and_the_connection_tokens() {
         }
         builder.body(()).unwrap()
     };
-    assert!(keeps_alive(&request(Version::HTTP_11, None)));
-    assert!(keeps_alive(&request(Version::HTTP_11, Some("te"))));
-    assert!(!keeps_alive(&request(Version::HTTP_11, Some("te, Close"))));
-    assert!(!keeps_alive(&request(Version::HTTP_10, None)));
-    assert!(keeps_alive(&request(Version::HTTP_10, Some("Keep-Alive"))));
+    assert!(keeps(&request(Version::HTTP_11, None)));
+    assert!(keeps(&request(Version::HTTP_11, Some("te"))));
+    assert!(!keeps(&request(Version::HTTP_11, Some("te, Close"))));
+    assert!(!keeps(&request(Version::HTTP_10, None)));
+    assert!(keeps(&request(Version::HTTP_10, Some("Keep-Alive"))));
 }
 
 #[test]
@@ -271,4 +292,17 @@ fn connection_tokens_are_recognised_in_any_case() {
         hop_by_hop_bit_of(b"a-name-longer-than-any-hop-by-hop-one"),
         0
     );
+}
+
+#[test]
+fn present_headers_are_found_in_one_pass() {
+    let req = request(&[
+        ("Host", "a"),
+        ("X-Forwarded-For", "1.1.1.1"),
+        ("accept", "*/*"),
+    ]);
+    let present = Present::of(req.headers());
+    assert!(present.has(Present::HOST) && present.has(Present::FORWARDED_FOR));
+    assert!(!present.has(Present::CONNECTION | Present::CONTENT_LENGTH | Present::UPGRADE));
+    assert_eq!(Present::of(&HeaderMap::new()), Present::default());
 }

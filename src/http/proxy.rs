@@ -74,7 +74,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.phase.set(Phase::Busy);
-    let client_keeps_alive = forwarding::keeps_alive(&req);
+    let present = forwarding::Present::of(req.headers());
+    let client_keeps_alive = forwarding::keeps_alive(&req, present);
     let started = Instant::now();
     let outcome: OutcomeCell = Cell::new(None);
     let ambiguous = conn.phase.take_ambiguous_framing();
@@ -95,7 +96,7 @@ pub async fn handle(
             "ambiguous message framing (Content-Length / Transfer-Encoding)",
         ))
     } else {
-        route_and_serve(&conn, &runtime, index, req, started, &outcome).await
+        route_and_serve(&conn, &runtime, index, req, present, started, &outcome).await
     };
     let own_answer = matches!(served, Err(ProxyError::NoUpstream | ProxyError::NoRoute));
     // Only sluice's own answers to a broken request say `Connection:
@@ -139,6 +140,7 @@ async fn route_and_serve(
     runtime: &Runtime,
     index: usize,
     req: Request<Incoming>,
+    present: forwarding::Present,
     started: Instant,
     outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -147,7 +149,7 @@ async fn route_and_serve(
     };
     // The host as a header value shares the client's Host header bytes;
     // `host` borrows it.
-    let host_value = forwarding::check_request(&req)?
+    let host_value = forwarding::check_request(&req, present)?
         .and_then(|host| forwarding::host_value(req.headers(), host));
     let host = host_value.as_ref().and_then(|v| v.to_str().ok());
     // The normalised path is borrowed from the request (no allocation in
@@ -184,7 +186,7 @@ async fn route_and_serve(
                 value: host_value.as_ref(),
                 text: host,
             };
-            proxy(conn, &target, host, req, started, outcome).await
+            proxy(conn, &target, host, req, present, started, outcome).await
         }
     }
 }
@@ -210,6 +212,7 @@ async fn proxy(
     target: &Target<'_>,
     host: Host<'_>,
     req: Request<Incoming>,
+    present: forwarding::Present,
     started: Instant,
     outcome: &OutcomeCell,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -220,8 +223,8 @@ async fn proxy(
         return Err(ProxyError::BodyTooLarge);
     }
     let mut req = req;
-    let client_upgrade =
-        forwarding::upgrade_protocol(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
+    let client_upgrade = forwarding::upgrade_protocol(req.headers(), present)
+        .map(|p| (p, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let key = hash_key::extract(target.pool.hash_key.as_ref(), &parts, conn.client.ip());
     let failure = Rc::new(BodyState::new(started.into()));
@@ -234,6 +237,7 @@ async fn proxy(
     let bodyless = body.is_end_stream();
     let mut headers = forwarding::UpstreamHeaders::new(
         &parts.headers,
+        present,
         &conn.forwarded_for,
         host.value,
         client_upgrade.as_ref().map(|(p, _)| p.clone()),

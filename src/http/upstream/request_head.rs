@@ -44,7 +44,8 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
         let client_ip = HeaderValue::from_static("10.0.0.1");
-        let rewrite = UpstreamHeaders::new(&headers, &client_ip, None, None);
+        let present = crate::http::forwarding::Present::of(&headers);
+        let rewrite = UpstreamHeaders::new(&headers, present, &client_ip, None, None);
         let mut out = Vec::new();
         encode(
             &mut out,
