@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioTimer;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -188,8 +187,9 @@ async fn serve_until_idle(
     // Boxed: hyper's connection state is large, and inline it would make
     // this future large too, copied whole when the task is spawned.
     let mut connection = Box::pin(
+        // No timer: hyper's only timed setting, the header read timeout, is
+        // off (the socket wrapper keeps sluice's deadlines).
         http1::Builder::new()
-            .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(max_header_size.max(8192) + 8192)
             .max_header_size(max_header_size)
