@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::client_io::{Phase, SharedPhase};
+use super::deadline::LazyTimer;
 use super::error::ProxyError;
 use super::upstream::exchange::UpstreamBody;
 use crate::counters::ActiveGuard;
@@ -62,16 +63,16 @@ impl BodyState {
         self.finished.get()
     }
 
-    /// Resolves once `timeout` passed without the body moving: the
-    /// upstream neither took more of it nor answered after it was sent.
-    pub async fn stalled_for(&self, timeout: Duration) {
-        loop {
-            let deadline = self.progress.get() + timeout;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
+    /// `Ready` once `timeout` passed without the body moving: the upstream
+    /// neither took more of it nor answered after it was sent. `timer` is
+    /// the connection's, reused from request to request.
+    pub fn poll_stalled(
+        &self,
+        timer: &mut LazyTimer,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        timer.poll_until(self.progress.get() + timeout, cx)
     }
 
     fn moved(&self) {

@@ -31,8 +31,9 @@ use std::time::Duration;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::deadline::LazyTimer;
 use super::head_scan::FramingScan;
 use crate::counters::{ListenerCounter, Row};
 
@@ -201,8 +202,8 @@ pub struct ClientIo {
     deadlines: Deadlines,
     row: Row,
     listener: usize,
-    read_timer: Option<Pin<Box<Sleep>>>,
-    write_timer: Option<Pin<Box<Sleep>>>,
+    read_timer: LazyTimer,
+    write_timer: LazyTimer,
     framing: FramingScan,
 }
 
@@ -222,8 +223,8 @@ impl ClientIo {
             deadlines,
             row,
             listener,
-            read_timer: None,
-            write_timer: None,
+            read_timer: LazyTimer::default(),
+            write_timer: LazyTimer::default(),
             framing: FramingScan::default(),
         }
     }
@@ -257,7 +258,7 @@ impl ClientIo {
         let Some(deadline) = self.read_deadline() else {
             return Poll::Pending;
         };
-        poll_timer(&mut self.read_timer, deadline, cx)
+        self.read_timer.poll_until(deadline, cx)
     }
 
     fn poll_read_inner(
@@ -317,41 +318,24 @@ impl ClientIo {
     ) -> Poll<io::Result<usize>> {
         match result {
             Poll::Ready(Ok(n)) => {
-                self.write_timer = None;
+                self.write_timer.disarm();
                 self.row
                     .add_listener(self.listener, ListenerCounter::SentBytes, n as u64);
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let deadline = match &self.write_timer {
-                    Some(timer) => timer.deadline(),
-                    None => Instant::now() + self.deadlines.send,
-                };
-                ready!(poll_timer(&mut self.write_timer, deadline, cx));
+                let deadline = self
+                    .write_timer
+                    .armed_for()
+                    .unwrap_or_else(|| Instant::now() + self.deadlines.send);
+                ready!(self.write_timer.poll_until(deadline, cx));
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "client did not read within send_timeout",
                 )))
             }
         }
-    }
-}
-
-/// Arms `timer` for `deadline` (reusing its allocation) and polls it.
-fn poll_timer(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    deadline: Instant,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    match timer {
-        Some(sleep) if sleep.deadline() == deadline => {}
-        Some(sleep) => sleep.as_mut().reset(deadline),
-        None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-    }
-    match timer {
-        Some(sleep) => sleep.as_mut().poll(cx),
-        None => Poll::Pending,
     }
 }
 

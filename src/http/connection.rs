@@ -104,6 +104,7 @@ impl ListenerConnections {
             phase,
             admitted,
             stop: self.stop.clone(),
+            response_timer: std::cell::RefCell::default(),
         })
     }
 }

@@ -14,6 +14,7 @@
 pub mod body;
 pub mod client_io;
 mod connection;
+pub mod deadline;
 pub mod error;
 pub mod forwarding;
 pub mod hash_key;

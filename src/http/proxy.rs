@@ -9,7 +9,7 @@
 //! the close raced with sending it. Nothing is retried once a body started
 //! streaming or a response began.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -23,6 +23,7 @@ use strategies::{PickContext, Tried};
 use super::Worker;
 use super::body::{BodyState, RequestBody, ResponseBody};
 use super::client_io::{Phase, SharedPhase};
+use super::deadline::LazyTimer;
 use super::error::ProxyError;
 use super::forwarding;
 use super::hash_key;
@@ -54,6 +55,8 @@ pub struct ConnContext {
     pub admitted: super::Admitted,
     /// Its listener's stop (reload or stop).
     pub stop: crate::stop::ListenerStop,
+    /// The upstream response deadline's timer, reused by each request.
+    pub(super) response_timer: RefCell<LazyTimer>,
 }
 
 /// Where a request's outcome is counted: the route it took (with the
@@ -464,9 +467,13 @@ async fn send(
         .row
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
+    let stalled = std::future::poll_fn(|cx| {
+        body.poll_stalled(&mut conn.response_timer.borrow_mut(), timeouts.response, cx)
+    });
     let answered = tokio::select! {
+        biased;
         answered = exchange::exchange(connection, request, head_request) => answered,
-        () = body.stalled_for(timeouts.response) => return Attempt::TimedOut,
+        () = stalled => return Attempt::TimedOut,
     };
     match answered {
         Ok(answer) => {
