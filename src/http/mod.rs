@@ -6,7 +6,9 @@
 //! - `connection`: one client connection, served, parked and resumed.
 //! - [`proxy`]: one request: check, route, proxy or serve a file.
 //! - [`forwarding`]: request checks and header rewriting.
-//! - [`upstream`]: upstream connections and their keep-alive pool.
+//! - [`upstream`]: sluice's HTTP/1.1 client toward upstreams and its
+//!   keep-alive pool.
+//! - [`deadline`]: timers for deadlines that keep moving later.
 //! - [`body`]: streaming request and response bodies.
 //! - [`head_scan`]: the raw request stream followed, every head checked.
 //! - [`static_files`], [`tunnel`], [`hash_key`], [`error`].
