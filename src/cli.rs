@@ -1,6 +1,6 @@
 //! The command line: `sluice run | check | init | demo`.
 //!
-//! Each command returns an [`ExitCode`]-like integer so `main` stays a
+//! Each command returns an `ExitCode`-like integer so `main` stays a
 //! dispatcher: 0 success, 1 an error the user can act on (invalid config,
 //! refused overwrite), 2 a usage error (clap's own).
 

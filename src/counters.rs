@@ -165,7 +165,7 @@ pub enum CheckResult {
     Timeout,
 }
 
-/// The whole region: `rows` rows of [`ROW_SLOTS`] atomics. Row 0 is the
+/// The whole region: `rows` rows of `ROW_SLOTS` atomics. Row 0 is the
 /// health row (written by the health checker only): one "down" flag per
 /// upstream, then three check-result counters per upstream. Rows 1.. belong
 /// to workers.

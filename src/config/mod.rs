@@ -1,7 +1,7 @@
 //! Reading and validating the config file.
 //!
-//! Two layers: [`raw`] mirrors the YAML with serde structs that accept any
-//! scalar, and [`validate`] turns them into the typed [`model::Config`],
+//! Two layers: `raw` mirrors the YAML with serde structs that accept any
+//! scalar, and `validate` turns them into the typed [`model::Config`],
 //! folding `defaults` in. Every problem found is reported at once, each with
 //! `file:line:column` (the [`yaml`] position index) and a one-line reason.
 //!
