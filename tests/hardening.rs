@@ -213,12 +213,7 @@ async fn a_response_head_that_trickles_in_byte_by_byte_is_answered() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut head = Vec::new();
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            head.extend_from_slice(&buf[..n]);
-        }
+        common::read_request_head(&mut stream).await;
         for byte in b"HTTP/1.1 200 OK\r\nx-slow: yes\r\ncontent-length: 4\r\n\r\nslow" {
             stream.write_all(&[*byte]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;

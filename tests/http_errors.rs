@@ -331,13 +331,7 @@ async fn an_idle_upstream_connection_its_upstream_closed_is_closed_within_second
     let (closed, closed_seen) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut head = Vec::new();
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert_ne!(n, 0, "sluice closed before its request");
-            head.extend_from_slice(&buf[..n]);
-        }
+        common::read_request_head(&mut stream).await;
         stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             .await
@@ -345,6 +339,7 @@ async fn an_idle_upstream_connection_its_upstream_closed_is_closed_within_second
         // The backend ends the keep-alive connection, then waits to see
         // sluice close its end.
         stream.shutdown().await.unwrap();
+        let mut buf = [0u8; 64];
         let _ = closed.send(stream.read(&mut buf).await.map(|n| n == 0));
     });
     let yaml = format!(

@@ -6,13 +6,13 @@
 //! probe, connect included, is bounded by the check's `timeout`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{HealthCheckConfig, HealthCheckKind, StatusSet, UpstreamAddress};
+use crate::http::upstream::connect_tcp;
 
 /// Longest first line (HTTP status line, Redis reply) a probe reads before
 /// calling the answer garbage.
@@ -96,7 +96,11 @@ impl Probe {
     }
 
     async fn run_unbounded(&self) -> Result<(), ProbeError> {
-        let mut stream = connect(&self.address).await.map_err(ProbeError::Connect)?;
+        // Resolved on every probe, so the check follows DNS as live
+        // traffic does.
+        let mut stream = connect_tcp(&self.address)
+            .await
+            .map_err(ProbeError::Connect)?;
         match self.check.kind {
             HealthCheckKind::None | HealthCheckKind::Tcp => Ok(()),
             HealthCheckKind::Http => {
@@ -117,22 +121,6 @@ impl Probe {
             HealthCheckKind::Postgres => postgres(&mut stream).await,
         }
     }
-}
-
-/// Connects to an IP literal directly, or resolves a hostname on every probe
-/// (so the check follows DNS like live traffic does) and tries each address.
-async fn connect(address: &UpstreamAddress) -> io::Result<TcpStream> {
-    if let Ok(ip) = address.host.parse::<std::net::IpAddr>() {
-        return TcpStream::connect(SocketAddr::new(ip, address.port)).await;
-    }
-    let mut last = None;
-    for addr in tokio::net::lookup_host((address.host.as_str(), address.port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(error) => last = Some(error),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for host")))
 }
 
 /// `GET path` with `Connection: close`; passes when the status line's code

@@ -221,6 +221,21 @@ fn hop_by_hop_bit_of(name: &[u8]) -> u8 {
     std::str::from_utf8(lower).map_or(0, hop_by_hop_bit)
 }
 
+/// The names `Connection` lists beyond the hop-by-hop ones (which go
+/// anyway), and whether it says `close`, which also names a header called
+/// `close`.
+fn connection_named(headers: &HeaderMap) -> (Vec<&[u8]>, bool) {
+    let mut close = false;
+    let named = connection_tokens(headers)
+        .filter(|t| {
+            let is_close = t.eq_ignore_ascii_case(b"close");
+            close |= is_close;
+            !is_close && hop_by_hop_bit_of(t) == 0
+        })
+        .collect();
+    (named, close)
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 ///
 /// One pass over the names finds which hop-by-hop headers are present, so
@@ -238,13 +253,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         // Names that are hop-by-hop anyway are removed below, and `close`,
         // the usual token, is looked up without building a name: only
         // other names cost an allocation.
-        let mut close = false;
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter(|t| {
-                let is_close = t.eq_ignore_ascii_case(b"close");
-                close |= is_close;
-                !is_close && hop_by_hop_bit_of(t) == 0
-            })
+        let (named, close) = connection_named(headers);
+        let named: Vec<HeaderName> = named
+            .into_iter()
             .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         if close {
@@ -334,20 +345,11 @@ impl<'a> UpstreamHeaders<'a> {
         host: Option<&'a HeaderValue>,
         upgrade: Option<HeaderValue>,
     ) -> UpstreamHeaders<'a> {
-        let mut named = Vec::new();
-        let mut close_named = false;
-        let tokens = present
-            .has(Present::CONNECTION)
-            .then(|| connection_tokens(client))
-            .into_iter()
-            .flatten();
-        for token in tokens {
-            if token.eq_ignore_ascii_case(b"close") {
-                close_named = true;
-            } else if hop_by_hop_bit_of(token) == 0 {
-                named.push(token);
-            }
-        }
+        let (named, close_named) = if present.has(Present::CONNECTION) {
+            connection_named(client)
+        } else {
+            (Vec::new(), false)
+        };
         let mut rewrite = UpstreamHeaders {
             client,
             has_length: present.has(Present::CONTENT_LENGTH),

@@ -325,8 +325,7 @@ async fn proxy(
                 conn,
                 upstream,
                 connection,
-                RequestWriter::new(outgoing.encode(upstream), request_body, outgoing.chunked),
-                outgoing.method == Method::HEAD,
+                outgoing.writer(upstream, request_body),
                 AttemptTimeouts {
                     response: response_timeout,
                     idle: settings.idle_timeout,
@@ -404,6 +403,11 @@ struct Outgoing<'a> {
 }
 
 impl Outgoing<'_> {
+    /// The request for `upstream`, with `body`.
+    fn writer(&self, upstream: &Upstream, body: RequestBody) -> RequestWriter {
+        RequestWriter::new(&self.method, self.encode(upstream), body, self.chunked)
+    }
+
     /// The request head for `upstream`.
     fn encode(&self, upstream: &Upstream) -> Vec<u8> {
         let host = match (self.pass_host, self.host) {
@@ -452,13 +456,11 @@ struct AttemptTimeouts {
 /// request body handed upstream: a long upload is not cut while it moves,
 /// and an upstream that stops reading it, or does not answer once it has
 /// it all, gets the timeout.
-#[allow(clippy::too_many_arguments)]
 async fn send(
     conn: &ConnContext,
     upstream: &Upstream,
     connection: PooledConnection,
     request: RequestWriter,
-    head_request: bool,
     timeouts: AttemptTimeouts,
     active: ActiveGuard,
     body: &Rc<BodyState>,
@@ -472,7 +474,7 @@ async fn send(
     });
     let answered = tokio::select! {
         biased;
-        answered = exchange::exchange(connection, request, head_request) => answered,
+        answered = exchange::exchange(connection, request) => answered,
         () = stalled => return Attempt::TimedOut,
     };
     match answered {

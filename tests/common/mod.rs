@@ -344,6 +344,18 @@ pub fn peak_rss() -> u64 {
         * 1024
 }
 
+/// For scripted backends: reads from `stream` until a request head ended;
+/// panics if the peer closes first.
+pub async fn read_request_head(stream: &mut TcpStream) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert_ne!(n, 0, "closed before the request head ended");
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Sends exact bytes and reads one response: its head, then
 /// `Content-Length` bytes (or until close when there is none).
 pub async fn raw_response(addr: SocketAddr, request: &[u8]) -> String {

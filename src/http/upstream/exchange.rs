@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use hyper::body::{Body, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -39,6 +39,8 @@ pub struct RequestWriter {
     body: RequestBody,
     body_ended: bool,
     chunked: bool,
+    /// The request is `HEAD`: its answer has no body whatever it says.
+    head_request: bool,
     /// Whether any byte reached the socket.
     wrote: bool,
     /// The socket refused a write: nothing more is sent, but the upstream
@@ -56,9 +58,9 @@ enum WriteError {
 }
 
 impl RequestWriter {
-    /// A request with this head and body; `chunked` when the body has no
-    /// `Content-Length` and is sent in chunks.
-    pub fn new(head: Vec<u8>, body: RequestBody, chunked: bool) -> RequestWriter {
+    /// A request of `method` with this head and body; `chunked` when the
+    /// body has no `Content-Length` and is sent in chunks.
+    pub fn new(method: &Method, head: Vec<u8>, body: RequestBody, chunked: bool) -> RequestWriter {
         RequestWriter {
             head,
             head_sent: 0,
@@ -66,6 +68,7 @@ impl RequestWriter {
             body_ended: body.is_end_stream() && !chunked,
             body,
             chunked,
+            head_request: *method == Method::HEAD,
             wrote: false,
             refused: false,
         }
@@ -116,8 +119,7 @@ impl RequestWriter {
                         && !data.is_empty()
                     {
                         if self.chunked {
-                            self.queue
-                                .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                            self.queue.push_back(chunk_size_line(data.len()));
                             self.queue.push_back(data);
                             self.queue.push_back(Bytes::from_static(b"\r\n"));
                         } else {
@@ -169,6 +171,19 @@ impl RequestWriter {
     }
 }
 
+/// `{size in hex}\r\n`, written on the stack instead of through the
+/// formatting machinery.
+fn chunk_size_line(size: usize) -> Bytes {
+    let mut line = [0u8; 2 * size_of::<usize>() + 2];
+    let digits = (size.max(1).ilog2() / 4 + 1) as usize;
+    for (i, slot) in line[..digits].iter_mut().enumerate() {
+        let nibble = (size >> (4 * (digits - 1 - i))) & 0xf;
+        *slot = b"0123456789abcdef"[nibble];
+    }
+    line[digits..digits + 2].copy_from_slice(b"\r\n");
+    Bytes::copy_from_slice(&line[..digits + 2])
+}
+
 /// The client's request body failed while it was being sent.
 struct BodyFailed;
 
@@ -209,7 +224,6 @@ enum HeadOutcome {
 pub async fn exchange(
     mut connection: PooledConnection,
     mut writer: RequestWriter,
-    head_request: bool,
 ) -> Result<Answer, Failure> {
     // How much of the buffer was looked at for the end of a head.
     let mut scanned = 0;
@@ -228,7 +242,7 @@ pub async fn exchange(
         }
         loop {
             let parsed = if response_head::may_be_complete(&link.buffer, scanned) {
-                response_head::parse(&mut link.buffer, head_request)
+                response_head::parse(&mut link.buffer, writer.head_request)
             } else if link.buffer.len() >= response_head::MAX_HEAD_BYTES {
                 Err(HeadError::TooLarge)
             } else {
@@ -415,6 +429,25 @@ impl UpstreamBody {
             Remaining::Length(left) => SizeHint::with_exact(left),
             _ if self.connection.is_none() => SizeHint::with_exact(0),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_sizes_are_lower_case_hex_lines() {
+        for (size, line) in [
+            (1, "1\r\n"),
+            (15, "f\r\n"),
+            (16, "10\r\n"),
+            (0xabc, "abc\r\n"),
+            (1 << 20, "100000\r\n"),
+            (usize::MAX, "ffffffffffffffff\r\n"),
+        ] {
+            assert_eq!(&chunk_size_line(size)[..], line.as_bytes(), "{size}");
         }
     }
 }
