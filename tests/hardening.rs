@@ -240,6 +240,46 @@ async fn a_101_for_another_protocol_is_not_tunnelled() {
 }
 
 #[tokio::test]
+async fn a_tunnel_passes_the_upstreams_half_close_and_keeps_the_other_way() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, mut heard_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        common::read_request_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nbye")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let mut late = Vec::new();
+        stream.read_to_end(&mut late).await.unwrap();
+        heard.send(late).await.unwrap();
+    });
+    let proxy = Proxy::start(&config(addr, ""));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut received))
+        .await
+        .expect("the upstream's end of stream reached the client")
+        .unwrap();
+    let received = String::from_utf8(received).unwrap();
+    assert!(received.starts_with("HTTP/1.1 101"), "{received}");
+    assert!(received.ends_with("\r\n\r\nbye"), "{received:?}");
+    client.write_all(b"still here").await.unwrap();
+    client.shutdown().await.unwrap();
+    let late = tokio::time::timeout(Duration::from_secs(5), heard_rx.recv())
+        .await
+        .expect("the upstream saw the client's end of stream")
+        .unwrap();
+    assert_eq!(late, b"still here");
+}
+
+#[tokio::test]
 async fn expect_100_continue_is_answered_and_the_body_arrives() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&format!(

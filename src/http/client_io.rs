@@ -389,9 +389,14 @@ impl Write for ClientIo {
         Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
     }
 
+    /// A real `shutdown(2)` only for a tunnel, whose half-close the other
+    /// side must see while it may still send. Otherwise hyper shuts the
+    /// socket down only as the connection ends, and drops it right after:
+    /// the close sends the same FIN, one system call per connection sooner
+    /// (a parking connection is handed back instead, and must stay open).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.phase.is_parking() {
+        if this.phase.get() != Phase::Tunnel {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut *this.stream).poll_shutdown(cx)
