@@ -3,6 +3,7 @@
 //! own thread, so these tests only read the region it writes.
 
 mod health_support;
+mod sockets;
 
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ async fn redis_and_postgres_checks_judge_the_answer() {
     }
     upstreams.push(upstream(
         "refused",
-        HealthBackend::dead_addr(),
+        sockets::refused_address(),
         &format!("kind: tcp, {FAST}"),
     ));
     let (handle, region) = checker(&config(&upstreams));

@@ -355,24 +355,6 @@ async fn an_idle_upstream_connection_its_upstream_closed_is_closed_within_second
     assert!(closed.unwrap(), "sluice sent bytes instead of closing");
 }
 
-/// A backend that reads a request and resets the connection (SO_LINGER 0)
-/// without answering.
-async fn resets_every_request() -> std::net::SocketAddr {
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream.set_zero_linger();
-            drop(stream);
-        }
-    });
-    addr
-}
-
 /// One rule over the resetting upstream (with `reset_check` as its health
 /// check) and then `live` (unchecked), round-robin.
 fn reset_then_live(reset: std::net::SocketAddr, live: &Backend, reset_check: &str) -> String {
@@ -385,7 +367,7 @@ fn reset_then_live(reset: std::net::SocketAddr, live: &Backend, reset_check: &st
 #[tokio::test]
 async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream() {
     let live = Backend::start("live").await;
-    let reset = resets_every_request().await;
+    let reset = common::sockets::resetting_server(b"").await;
     let proxy = Proxy::start(&reset_then_live(reset, &live, "kind: none"));
     for _ in 0..4 {
         let response = raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
@@ -412,7 +394,7 @@ async fn an_idempotent_request_reset_before_a_response_moves_to_another_upstream
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_on_live_traffic_mark_an_upstream_down_before_its_next_probe() {
     let live = Backend::start("live").await;
-    let reset = resets_every_request().await;
+    let reset = common::sockets::resetting_server(b"").await;
     let check = "kind: tcp, interval: 1h, timeout: 1s, rise: 1, fall: 2";
     let proxy = Proxy::start(&reset_then_live(reset, &live, check));
     assert!(

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice::counters::{ListenerCounter, UpstreamCounter};
-use tcp_support::{
-    Tcp, closed_by_peer, dead_address, echo_server, read_to_end, recording_server, round_trip,
-};
+use tcp_support::sockets::refused_address;
+use tcp_support::{Tcp, closed_by_peer, echo_server, read_to_end, recording_server, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -132,7 +131,7 @@ async fn an_upstream_half_close_still_gets_the_rest_of_the_request() {
 async fn a_dead_upstream_is_retried_on_a_live_one() {
     let echo = echo_server().await;
     let tcp = Tcp::start(
-        &[dead_address(), echo],
+        &[refused_address(), echo],
         "    strategy: round-robin\n",
         "  retries: 1\n",
     );
@@ -146,7 +145,11 @@ async fn a_dead_upstream_is_retried_on_a_live_one() {
 
 #[tokio::test]
 async fn with_no_upstream_left_the_client_is_closed_at_once() {
-    let tcp = Tcp::start(&[dead_address(), dead_address()], "", "  retries: 5\n");
+    let tcp = Tcp::start(
+        &[refused_address(), refused_address()],
+        "",
+        "  retries: 5\n",
+    );
     let mut client = TcpStream::connect(tcp.addr()).await.unwrap();
     let started = Instant::now();
     assert!(closed_by_peer(&mut client).await);

@@ -8,31 +8,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice::counters::UpstreamCounter;
+use tcp_support::sockets::resetting_server;
 use tcp_support::{Tcp, closed_by_peer, echo_server, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A server that reads once, writes `reply` (if any), and resets the
-/// connection (SO_LINGER 0).
-async fn resetting_server(reply: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                if !reply.is_empty() {
-                    let _ = stream.write_all(reply).await;
-                    // Let the reply reach sluice before the reset.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                let _ = stream.set_zero_linger();
-            });
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 /// `flaky` (actively checked over TCP, once an hour, `fall: 2`) and a
 /// live echo upstream behind round-robin.

@@ -6,6 +6,8 @@
 
 pub mod metrics;
 pub mod processes;
+#[path = "../sockets/mod.rs"]
+pub mod sockets;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -89,13 +91,9 @@ impl Backend {
 
     /// A backend whose address refuses connections (bound, then closed).
     pub fn dead(name: &'static str) -> Backend {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
         Backend {
             name,
-            addr,
+            addr: sockets::refused_address(),
             seen: Arc::default(),
             task: None,
         }

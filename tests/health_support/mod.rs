@@ -86,14 +86,6 @@ impl HealthBackend {
         }
     }
 
-    /// An address that refuses connections (bound, then closed).
-    pub fn dead_addr() -> SocketAddr {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    }
-
     /// Sets what `/healthz` answers.
     pub fn set_health(&self, status: u16) {
         self.health.store(status, Ordering::SeqCst);

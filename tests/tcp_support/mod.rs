@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../sockets/mod.rs"]
+pub mod sockets;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,14 +136,6 @@ pub async fn recording_server(reply: &'static [u8]) -> (SocketAddr, Received) {
         }
     });
     (addr, received)
-}
-
-/// An address that refuses connections (bound, then closed).
-pub fn dead_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// Reads until end of stream, giving up after 10 s.

@@ -1,0 +1,41 @@
+//! Misbehaving peers the HTTP, TCP and health tests all need: an address
+//! that refuses connections, and a server that resets them. `common` and
+//! `tcp_support` include it; other tests declare it themselves.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An address that refuses connections (bound, then closed).
+pub fn refused_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A server that reads once from each connection, writes `reply` (if any),
+/// and resets the connection (SO_LINGER 0).
+pub async fn resetting_server(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                if !reply.is_empty() {
+                    let _ = stream.write_all(reply).await;
+                    // Let the reply reach sluice before the reset.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    addr
+}
