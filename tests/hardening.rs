@@ -375,6 +375,78 @@ async fn an_early_answer_before_the_upload_ends_never_desyncs_the_client() {
     assert!(!rest.contains("HTTP/1.1"), "desynced: {rest:?}");
 }
 
+/// Sends a request head declaring `body_len` bytes, then the whole body,
+/// before reading anything (as Python's `http.client` does), and returns
+/// the response and whether the write failed.
+async fn upload_then_read(addr: SocketAddr, body_len: usize) -> (String, Option<std::io::Error>) {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: {body_len}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    let body = vec![b'x'; body_len];
+    let failed = tokio::time::timeout(Duration::from_secs(20), client.write_all(&body))
+        .await
+        .expect("the upload was neither read nor refused")
+        .err();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut response)).await;
+    (String::from_utf8_lossy(&response).into_owned(), failed)
+}
+
+#[tokio::test]
+async fn a_client_that_uploads_before_reading_gets_an_early_answer_not_a_reset() {
+    let addr = scripted(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope",
+        false,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, ""));
+    // More than the socket buffers on both sides hold, so the upload is
+    // still being sent when the answer is complete.
+    let (response, failed) = upload_then_read(proxy.addr("web"), 32 << 20).await;
+    assert!(failed.is_none(), "the upload was reset: {failed:?}");
+    assert_eq!(status_of(&response), 401, "{response}");
+    assert!(response.ends_with("\r\n\r\nnope"), "{response:?}");
+}
+
+#[tokio::test]
+async fn a_413_from_sluice_reaches_a_client_still_uploading() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(b.addr, "  max_body_size: 1024\n"));
+    let (response, failed) = upload_then_read(proxy.addr("web"), 32 << 20).await;
+    assert!(failed.is_none(), "the upload was reset: {failed:?}");
+    assert_eq!(status_of(&response), 413, "{response}");
+    assert!(b.seen().is_empty(), "forwarded: {:?}", b.seen());
+}
+
+#[tokio::test]
+async fn a_lingering_connection_closes_once_the_client_goes_quiet() {
+    let addr = scripted(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope",
+        false,
+    )
+    .await;
+    let proxy = Proxy::start(&config(addr, "  body_timeout: 300ms\n"));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\nsome")
+        .await
+        .unwrap();
+    let response = read_response(&mut client).await;
+    assert_eq!(status_of(&response), 401, "{response}");
+    // The client neither sends nor closes: the connection lingers for the
+    // quiet time (here `body_timeout`), not for the 30 s limit.
+    let region = &proxy.instance.region;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsActive) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lingering connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(client);
+}
+
 #[tokio::test]
 async fn connect_and_asterisk_targets_are_refused() {
     let b = Backend::start("app").await;

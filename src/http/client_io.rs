@@ -18,7 +18,10 @@
 //! And it lets an idle keep-alive connection be parked (see
 //! [`super::parking`]): once parking begins it reads nothing more, its
 //! shutdown leaves the socket open, and when hyper drops it the socket is
-//! handed back through the [`PhaseCell`] instead of being closed.
+//! handed back through the [`PhaseCell`] instead of being closed. A
+//! connection that ends with part of a request still to come (answered
+//! before its body ended) is handed back the same way, to linger (see
+//! [`super::linger`]).
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -72,9 +75,9 @@ pub struct PhaseCell {
     keep_alive: AtomicBool,
     /// Set while the connection is being parked.
     parking: AtomicBool,
-    /// The socket, handed back when a parked connection's hyper state is
-    /// dropped.
-    parked: Mutex<Option<TcpStream>>,
+    /// The socket, handed back when hyper's state is dropped: to be parked,
+    /// or to linger.
+    handed_back: Mutex<Option<TcpStream>>,
 }
 
 /// A connection's phase, shared by its socket and its request handler.
@@ -103,7 +106,7 @@ impl PhaseCell {
             at_boundary: AtomicBool::new(true),
             keep_alive: AtomicBool::new(true),
             parking: AtomicBool::new(false),
-            parked: Mutex::new(None),
+            handed_back: Mutex::new(None),
         });
         cell.set(Phase::Idle(since));
         cell
@@ -126,15 +129,16 @@ impl PhaseCell {
     }
 
     /// Starts parking: the socket reads nothing more and survives hyper's
-    /// shutdown and drop (see [`PhaseCell::take_parked`]).
+    /// shutdown and drop (see [`PhaseCell::take_handed_back`]).
     pub fn begin_parking(&self) {
         self.parking.store(true, Ordering::Relaxed);
     }
 
-    /// The socket of a connection whose parking finished; `None` if hyper
-    /// did not hand it back (the connection ended or was upgraded).
-    pub fn take_parked(&self) -> Option<TcpStream> {
-        self.parked.lock().ok()?.take()
+    /// The socket, once hyper's state is dropped: the connection's if its
+    /// parking began, or if it ended with part of a request still to come
+    /// (it must linger); `None` if it was closed (or upgraded).
+    pub fn take_handed_back(&self) -> Option<TcpStream> {
+        self.handed_back.lock().ok()?.take()
     }
 
     fn is_parking(&self) -> bool {
@@ -205,6 +209,9 @@ pub struct ClientIo {
     read_timer: LazyTimer,
     write_timer: LazyTimer,
     framing: FramingScan,
+    /// The client sent end of stream, or a deadline ended the connection:
+    /// either way, nothing more is worth reading from it.
+    done_reading: bool,
 }
 
 impl ClientIo {
@@ -226,7 +233,16 @@ impl ClientIo {
             read_timer: LazyTimer::default(),
             write_timer: LazyTimer::default(),
             framing: FramingScan::default(),
+            done_reading: false,
         }
+    }
+
+    /// Whether the connection ends with part of a request still to come
+    /// from a client that may be sending it: an answer came before the
+    /// request's body (or head) ended. Closing now would reset the
+    /// connection under the answer, so the socket lingers instead.
+    fn must_linger(&self) -> bool {
+        !self.done_reading && !self.framing.at_boundary() && self.phase.get() != Phase::Tunnel
     }
 
     /// Follows the request stream through bytes just read (not in a
@@ -271,10 +287,11 @@ impl ClientIo {
             // connection that serves it after parking.
             return Poll::Pending;
         }
-        let before = buf.filled().len();
+        let (before, room) = (buf.filled().len(), buf.remaining());
         match Pin::new(&mut *self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
+                self.done_reading |= n == 0 && room > 0;
                 if n > 0 {
                     self.row
                         .add_listener(self.listener, ListenerCounter::ReceivedBytes, n as u64);
@@ -292,6 +309,7 @@ impl ClientIo {
                 if self.poll_read_deadline(cx).is_pending() {
                     return Poll::Pending;
                 }
+                self.done_reading = true;
                 match self.phase.get() {
                     Phase::Head(_) => {
                         // Best effort: a 408 fits in any socket buffer; if the
@@ -330,6 +348,7 @@ impl ClientIo {
                     .armed_for()
                     .unwrap_or_else(|| Instant::now() + self.deadlines.send);
                 ready!(self.write_timer.poll_until(deadline, cx));
+                self.done_reading = true;
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "client did not read within send_timeout",
@@ -407,8 +426,8 @@ impl Drop for ClientIo {
     fn drop(&mut self) {
         // SAFETY: `stream` is taken exactly once, here, and not used after.
         let stream = unsafe { ManuallyDrop::take(&mut self.stream) };
-        if self.phase.is_parking()
-            && let Ok(mut slot) = self.phase.parked.lock()
+        if (self.phase.is_parking() || self.must_linger())
+            && let Ok(mut slot) = self.phase.handed_back.lock()
         {
             *slot = Some(stream);
         }

@@ -1,10 +1,12 @@
 //! One client connection: served with hyper while requests come, moved to
 //! its listener's parking lot (see [`super::parking`]) while it waits idle,
-//! and served again from there when its next request comes.
+//! and served again from there when its next request comes; answered
+//! before its request ended, it lingers (see [`super::linger`]).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -12,9 +14,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::client_io::{ClientIo, Deadlines, Phase, PhaseCell, SharedPhase};
+use super::linger;
 use super::parking::{self, ParkingLot};
 use super::proxy::{self, ConnContext};
 use super::{Admitted, Worker, forwarding};
+use crate::counters::ListenerCounter;
 use crate::runtime::Listener;
 use crate::stop::ListenerStop;
 
@@ -116,6 +120,8 @@ struct ClientSettings {
     deadlines: Deadlines,
     slot: usize,
     max_header_size: usize,
+    /// Longest wait for a byte while lingering.
+    linger_quiet: Duration,
 }
 
 impl ClientSettings {
@@ -129,6 +135,7 @@ impl ClientSettings {
             },
             slot: listener.slot,
             max_header_size: settings.max_header_size,
+            linger_quiet: settings.body_timeout.min(linger::QUIET),
         }
     }
 }
@@ -150,7 +157,15 @@ async fn serve_connection(
         client.slot,
     );
     let serving = serve_until_idle(io, &conn, client.max_header_size, listener.lot.is_some());
-    let (Some(stream), Some(lot)) = (serving.await, &listener.lot) else {
+    let stream = match serving.await {
+        Ended::Closed => return,
+        Ended::Lingering(stream) => {
+            linger_apart(stream, conn, client.slot, client.linger_quiet);
+            return;
+        }
+        Ended::Parked(stream) => stream,
+    };
+    let Some(lot) = &listener.lot else {
         return;
     };
     let idle_since = match conn.phase.get() {
@@ -172,14 +187,37 @@ async fn serve_connection(
     lot.park(stream, idle_since + client.deadlines.idle, parked);
 }
 
-/// Runs hyper on `io` until the connection ends (`None`) or has been idle
-/// long enough to be parked: then its socket comes back.
+/// Lingers with `stream` on a task of its own (this one's large state is
+/// freed); the connection counts as open until it closes.
+fn linger_apart(stream: TcpStream, conn: Rc<ConnContext>, slot: usize, quiet: Duration) {
+    tokio::task::spawn_local(async move {
+        let row = &conn.worker.row;
+        let received = |n: usize| row.add_listener(slot, ListenerCounter::ReceivedBytes, n as u64);
+        tokio::select! {
+            () = linger::linger(stream, quiet, received) => {}
+            () = conn.stop.cut.fired() => {}
+        }
+    });
+}
+
+/// How hyper's part of a client connection ended.
+enum Ended {
+    /// Closed, cut, or upgraded into a tunnel.
+    Closed,
+    /// Idle long enough: the socket, to be parked.
+    Parked(TcpStream),
+    /// With part of a request still to come: the socket, to linger.
+    Lingering(TcpStream),
+}
+
+/// Runs hyper on `io` until the connection ends, has been idle long enough
+/// to be parked, or ended with part of a request still to come.
 async fn serve_until_idle(
     io: ClientIo,
     conn: &Rc<ConnContext>,
     max_header_size: usize,
     can_park: bool,
-) -> Option<TcpStream> {
+) -> Ended {
     let stop = &conn.stop;
     let service = {
         let conn = Rc::clone(conn);
@@ -209,7 +247,7 @@ async fn serve_until_idle(
                     result = connection.as_mut() => break result,
                     () = stop.cut.fired() => {
                         tracing::debug!("connection cut at drain_timeout");
-                        return None;
+                        return Ended::Closed;
                     }
                 }
             }
@@ -228,7 +266,11 @@ async fn serve_until_idle(
         tracing::debug!(%error, "client connection ended with an error");
     }
     // Dropping hyper's state drops the socket wrapper, which hands the
-    // socket back if parking began.
+    // socket back if parking began or the connection must linger.
     drop(connection);
-    conn.phase.take_parked()
+    match conn.phase.take_handed_back() {
+        Some(stream) if parking => Ended::Parked(stream),
+        Some(stream) => Ended::Lingering(stream),
+        None => Ended::Closed,
+    }
 }

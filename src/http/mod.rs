@@ -21,6 +21,7 @@ pub mod error;
 pub mod forwarding;
 pub mod hash_key;
 pub mod head_scan;
+pub mod linger;
 pub mod parking;
 pub mod proxy;
 pub mod static_files;
