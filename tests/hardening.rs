@@ -4,6 +4,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Backend, Proxy, exchange, raw_exchange, read_response, status_of, upstreams_yaml};
@@ -109,11 +111,56 @@ async fn invalid_framing_or_an_oversized_head_from_a_backend_is_a_502() {
         &b"HTTP/1.1 200 OK\r\nx-bad: a\0b\r\ncontent-length: 2\r\n\r\nok"[..],
         &b"NONSENSE\r\n\r\n"[..],
         &b"HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\nok"[..],
+        // A coding other than chunked alone would reach the client coded
+        // but labelled plain once Transfer-Encoding is removed.
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nnot really gzip"[..],
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"[..],
     ] {
         let reply: &'static [u8] = Box::leak(reply.to_vec().into_boxed_slice());
         let proxy = Proxy::start(&config(scripted(reply, true).await, ""));
         let response = common::raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(status_of(&response), 502, "{:?} -> {response}", String::from_utf8_lossy(reply));
+    }
+}
+
+/// A backend that answers every request with `reply` and closes, and
+/// counts the requests it got.
+async fn counting(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            common::read_request_head(&mut stream).await;
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(reply).await;
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn a_request_is_not_sent_again_once_part_of_a_response_came() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\nx-half: "[..],
+        &b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n"[..],
+    ] {
+        let (first, first_count) = counting(reply).await;
+        let (second, second_count) = counting(reply).await;
+        let proxy = Proxy::start(&format!(
+            "upstreams:\n  - id: a\n    address: {first}\n    health_check: {{ kind: none }}\n  - id: b\n    address: {second}\n    health_check: {{ kind: none }}\ndefaults:\n  retries: 1\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [a, b]\n"
+        ));
+        let response =
+            common::raw_response(proxy.addr("web"), b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert_eq!(status_of(&response), 502, "{response}");
+        let sent = first_count.load(Ordering::SeqCst) + second_count.load(Ordering::SeqCst);
+        assert_eq!(
+            sent,
+            1,
+            "sent again after {:?}",
+            String::from_utf8_lossy(reply)
+        );
     }
 }
 

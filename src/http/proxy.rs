@@ -439,7 +439,8 @@ enum Attempt {
     Lost { reused: bool },
     /// No response head within `response_timeout`.
     TimedOut,
-    /// A response whose framing could be read two ways.
+    /// A response head that was refused (framing that could be read two
+    /// ways, say) or cut short: answered 502 and never sent again.
     Invalid,
 }
 
@@ -504,6 +505,15 @@ async fn send(
             Attempt::Invalid
         }
         Err(Failure::Unsent(request_body)) => Attempt::Unsent(request_body, reused),
+        Err(Failure::Cut) => {
+            tracing::debug!(upstream = %upstream.id, "upstream failed in the middle of its response head");
+            if body.failure().is_none() {
+                conn.worker
+                    .row
+                    .add_upstream(upstream.slot, UpstreamCounter::Resets, 1);
+            }
+            Attempt::Invalid
+        }
         Err(Failure::Lost) => {
             tracing::debug!(upstream = %upstream.id, "upstream failed before responding");
             if !reused && body.failure().is_none() {

@@ -193,9 +193,12 @@ pub enum Failure {
     /// Not a byte was written (the connection had closed): the body, not
     /// yet read, is handed back for another attempt.
     Unsent(RequestBody),
-    /// The request was (maybe partly) written and no response head came,
+    /// The request was (maybe partly) written and no response byte came,
     /// or the client's body failed.
     Lost,
+    /// The connection failed after part of a response (an interim answer,
+    /// or part of a head) came: the request is never sent again.
+    Cut,
     /// The response head was refused.
     Invalid(HeadError),
 }
@@ -217,6 +220,8 @@ enum HeadOutcome {
     Unsent,
     /// The connection failed after, or the client's body failed.
     Lost,
+    /// The connection failed once part of a response had come.
+    Cut,
 }
 
 /// Sends the request and reads up to the response head, skipping interim
@@ -227,6 +232,8 @@ pub async fn exchange(
 ) -> Result<Answer, Failure> {
     // How much of the buffer was looked at for the end of a head.
     let mut scanned = 0;
+    // Whether any response byte came (an interim answer counts).
+    let mut answered = false;
     let outcome = poll_fn(|cx| {
         let link = &mut connection.link;
         if writer.poll_alongside(cx, &mut link.stream).is_err() {
@@ -252,11 +259,15 @@ pub async fn exchange(
                 Err(error) => return Poll::Ready(HeadOutcome::Invalid(error)),
                 Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {
                     scanned = 0;
+                    answered = true;
                 }
                 Ok(Some(head)) => return Poll::Ready(HeadOutcome::Head(head)),
                 Ok(None) => {
                     scanned = link.buffer.len();
                     match ready!(link.poll_fill(cx)) {
+                        Ok(0) | Err(_) if answered || !link.buffer.is_empty() => {
+                            return Poll::Ready(HeadOutcome::Cut);
+                        }
                         Ok(0) | Err(_) => return Poll::Ready(failed),
                         Ok(_) => {}
                     }
@@ -273,6 +284,7 @@ pub async fn exchange(
         HeadOutcome::Invalid(error) => Err(Failure::Invalid(error)),
         HeadOutcome::Unsent => Err(Failure::Unsent(writer.body)),
         HeadOutcome::Lost => Err(Failure::Lost),
+        HeadOutcome::Cut => Err(Failure::Cut),
     }
 }
 

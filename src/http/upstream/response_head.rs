@@ -59,6 +59,11 @@ pub enum HeadError {
         "response with ambiguous framing (Content-Length with Transfer-Encoding, or several or invalid lengths)"
     )]
     AmbiguousFraming,
+    /// A transfer coding other than `chunked` alone: sluice removes
+    /// `Transfer-Encoding` (hop-by-hop), so the client would get coded
+    /// bytes labelled as plain (nginx refuses these too).
+    #[error("response with a transfer coding other than chunked")]
+    UnsupportedCoding,
 }
 
 /// Whether `buffer` may hold a complete head: it has an empty line ending
@@ -164,9 +169,10 @@ struct FramingFacts {
     /// `Content-Length` headers seen, and the last one's value.
     lengths: usize,
     length: Option<u64>,
-    /// Whether any `Transfer-Encoding` was seen, and whether the last one
-    /// ends in `chunked`.
+    /// Whether any `Transfer-Encoding` was seen, how many codings all of
+    /// them name, and whether the last one ends in `chunked`.
     coded: bool,
+    codings: usize,
     chunked: bool,
     close_token: bool,
     keep_alive_token: bool,
@@ -178,6 +184,8 @@ impl FramingFacts {
             self.lengths += 1;
             self.length = parse_length(value.as_bytes());
         } else if *name == TRANSFER_ENCODING {
+            let tokens = value.as_bytes().split(|b| *b == b',');
+            self.codings += tokens.filter(|t| !t.trim_ascii().is_empty()).count();
             let last = value.as_bytes().rsplit(|b| *b == b',').next();
             self.coded = true;
             self.chunked = last.is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
@@ -207,11 +215,10 @@ impl FramingFacts {
             return Ok(Framing::Length(0));
         }
         if self.coded {
-            return Ok(if self.chunked {
-                Framing::Chunked
-            } else {
-                Framing::UntilClose
-            });
+            return match (self.codings, self.chunked) {
+                (1, true) => Ok(Framing::Chunked),
+                _ => Err(HeadError::UnsupportedCoding),
+            };
         }
         match (self.lengths, self.length) {
             (0, _) => Ok(Framing::UntilClose),

@@ -45,9 +45,25 @@ fn framing_follows_rfc_9112() {
         ),
         Framing::Chunked
     );
+    for coded in [
+        "transfer-encoding: gzip",
+        "transfer-encoding: gzip, chunked",
+        "transfer-encoding: gzip\r\ntransfer-encoding: chunked",
+        "transfer-encoding: chunked, chunked",
+    ] {
+        let text = format!("HTTP/1.1 200 OK\r\n{coded}\r\n\r\n");
+        assert_eq!(
+            parse_all(&text, false).unwrap_err(),
+            HeadError::UnsupportedCoding,
+            "{coded}"
+        );
+    }
     assert_eq!(
-        framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false),
-        Framing::UntilClose
+        framing(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding:  Chunked \r\n\r\n",
+            false
+        ),
+        Framing::Chunked
     );
     assert_eq!(
         framing("HTTP/1.1 200 OK\r\n\r\n", false),
