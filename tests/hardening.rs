@@ -141,6 +141,47 @@ async fn counting(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 #[tokio::test]
+async fn a_slow_upload_after_an_early_response_head_is_not_cut_at_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, mut heard_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        common::read_request_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = [0u8; 10];
+        stream.read_exact(&mut body).await.unwrap();
+        stream.write_all(b"2\r\nok\r\n0\r\n\r\n").await.unwrap();
+        heard.send(body).await.unwrap();
+    });
+    let proxy = Proxy::start(&config(addr, "  idle_timeout: 1s\n"));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client
+        .write_all(b"POST /stream HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 300 ms: 3 s in all, against an idle_timeout of 1 s
+    // for the response, which sends nothing until the upload ends.
+    for byte in b"0123456789" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.write_all(&[*byte]).await.unwrap();
+    }
+    // The connection closes at the idle timeout after the response.
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(
+        response.ends_with("\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+        "{response:?}"
+    );
+    assert_eq!(&heard_rx.recv().await.unwrap(), b"0123456789");
+}
+
+#[tokio::test]
 async fn a_request_is_not_sent_again_once_part_of_a_response_came() {
     for reply in [
         &b"HTTP/1.1 200 OK\r\nx-half: "[..],

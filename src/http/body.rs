@@ -374,6 +374,9 @@ impl Body for ResponseBody {
                         Poll::Ready(data.map(|data| data.map(Frame::data)))
                     }
                     Poll::Pending => {
+                        if body.take_upload_progress() {
+                            stall.progressed();
+                        }
                         ready!(stall.poll_expired(cx));
                         body.close();
                         Poll::Ready(Some(Err("upstream body stalled past idle_timeout".into())))

@@ -43,6 +43,9 @@ pub struct RequestWriter {
     head_request: bool,
     /// Whether any byte reached the socket.
     wrote: bool,
+    /// Bytes reached the socket since [`UpstreamBody::take_upload_progress`]
+    /// last looked.
+    progressed: bool,
     /// The socket refused a write: nothing more is sent, but the upstream
     /// may still have answered.
     refused: bool,
@@ -70,6 +73,7 @@ impl RequestWriter {
             chunked,
             head_request: *method == Method::HEAD,
             wrote: false,
+            progressed: false,
             refused: false,
         }
     }
@@ -107,6 +111,7 @@ impl RequestWriter {
                     }
                 };
                 self.wrote = true;
+                self.progressed = true;
                 self.consume(written);
             }
             if self.body_ended {
@@ -423,6 +428,13 @@ impl UpstreamBody {
                 }
             }
         }
+    }
+
+    /// Whether part of the request body went out since the last call: an
+    /// upload that still moves keeps the response from counting as
+    /// stalled (the upstream may be waiting for it before it answers on).
+    pub fn take_upload_progress(&mut self) -> bool {
+        std::mem::take(&mut self.writer.progressed)
     }
 
     /// Closes the connection: the response was cut short.
