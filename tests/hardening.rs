@@ -140,23 +140,42 @@ async fn counting(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, count)
 }
 
-#[tokio::test]
-async fn a_slow_upload_after_an_early_response_head_is_not_cut_at_idle_timeout() {
+/// An upstream for one connection: reads the request head, writes
+/// `reply`, then runs `then` on the socket; what that returns comes out of
+/// the receiver.
+async fn one_connection<T, F, Fut>(
+    reply: &'static [u8],
+    then: F,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<T>)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (heard, mut heard_rx) = tokio::sync::mpsc::channel(1);
+    let (heard, heard_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         common::read_request_head(&mut stream).await;
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = [0u8; 10];
-        stream.read_exact(&mut body).await.unwrap();
-        stream.write_all(b"2\r\nok\r\n0\r\n\r\n").await.unwrap();
-        heard.send(body).await.unwrap();
+        stream.write_all(reply).await.unwrap();
+        let _ = heard.send(then(stream).await);
     });
+    (addr, heard_rx)
+}
+
+#[tokio::test]
+async fn a_slow_upload_after_an_early_response_head_is_not_cut_at_idle_timeout() {
+    let (addr, heard_rx) = one_connection(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        |mut stream| async move {
+            let mut body = [0u8; 10];
+            stream.read_exact(&mut body).await.unwrap();
+            stream.write_all(b"2\r\nok\r\n0\r\n\r\n").await.unwrap();
+            body
+        },
+    )
+    .await;
     let proxy = Proxy::start(&config(addr, "  idle_timeout: 1s\n"));
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
     client
@@ -178,7 +197,7 @@ async fn a_slow_upload_after_an_early_response_head_is_not_cut_at_idle_timeout()
         response.ends_with("\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
         "{response:?}"
     );
-    assert_eq!(&heard_rx.recv().await.unwrap(), b"0123456789");
+    assert_eq!(&heard_rx.await.unwrap(), b"0123456789");
 }
 
 #[tokio::test]
@@ -329,21 +348,16 @@ async fn a_101_for_another_protocol_is_not_tunnelled() {
 
 #[tokio::test]
 async fn a_tunnel_passes_the_upstreams_half_close_and_keeps_the_other_way() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (heard, mut heard_rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        common::read_request_head(&mut stream).await;
-        stream
-            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nbye")
-            .await
-            .unwrap();
-        stream.shutdown().await.unwrap();
-        let mut late = Vec::new();
-        stream.read_to_end(&mut late).await.unwrap();
-        heard.send(late).await.unwrap();
-    });
+    let (addr, heard_rx) = one_connection(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nbye",
+        |mut stream| async move {
+            stream.shutdown().await.unwrap();
+            let mut late = Vec::new();
+            stream.read_to_end(&mut late).await.unwrap();
+            late
+        },
+    )
+    .await;
     let proxy = Proxy::start(&config(addr, ""));
     let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
     client
@@ -360,7 +374,7 @@ async fn a_tunnel_passes_the_upstreams_half_close_and_keeps_the_other_way() {
     assert!(received.ends_with("\r\n\r\nbye"), "{received:?}");
     client.write_all(b"still here").await.unwrap();
     client.shutdown().await.unwrap();
-    let late = tokio::time::timeout(Duration::from_secs(5), heard_rx.recv())
+    let late = tokio::time::timeout(Duration::from_secs(5), heard_rx)
         .await
         .expect("the upstream saw the client's end of stream")
         .unwrap();
@@ -523,15 +537,9 @@ async fn a_lingering_connection_closes_once_the_client_goes_quiet() {
     assert_eq!(status_of(&response), 401, "{response}");
     // The client neither sends nor closes: the connection lingers for the
     // quiet time (here `body_timeout`), not for the 30 s limit.
-    let region = &proxy.instance.region;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsActive) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lingering connection stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    proxy
+        .wait_until_no_connection_is_open("the lingering connection stayed open")
+        .await;
     drop(client);
 }
 

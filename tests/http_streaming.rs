@@ -127,15 +127,9 @@ async fn websocket_echo_through_the_proxy() {
     ws.close(None).await.unwrap();
     while let Some(Ok(_)) = ws.next().await {}
     drop(ws);
-    let region = &proxy.instance.region;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while region.listener_total(0, sluice::counters::ListenerCounter::ConnectionsActive) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tunnel stayed open after both sides closed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    proxy
+        .wait_until_no_connection_is_open("the tunnel stayed open after both sides closed")
+        .await;
 }
 
 #[tokio::test]

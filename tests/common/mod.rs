@@ -259,6 +259,21 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Waits until the first listener has no open connection, failing
+    /// with `what` after 5 s.
+    pub async fn wait_until_no_connection_is_open(&self, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let active = || {
+            self.instance
+                .region
+                .listener_total(0, sluice::counters::ListenerCounter::ConnectionsActive)
+        };
+        while active() > 0 {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn start(yaml: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         Proxy::start_in(yaml, dir)
