@@ -201,6 +201,61 @@ async fn a_slow_upload_after_an_early_response_head_is_not_cut_at_idle_timeout()
 }
 
 #[tokio::test]
+async fn a_full_duplex_upstream_and_a_client_that_writes_before_reading_both_finish() {
+    const SIZE: usize = 32 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, heard_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // Byte by byte, so no byte of the body is read with the head.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+        }
+        let (mut reader, mut writer) = stream.into_split();
+        // Reads the upload while it sends its answer, as an echo does; the
+        // answer's last byte goes once the whole upload is in.
+        let reading = tokio::spawn(async move {
+            let mut body = vec![0u8; SIZE];
+            reader.read_exact(&mut body).await.map(|_| body.len())
+        });
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+        writer.write_all(head.as_bytes()).await.unwrap();
+        writer.write_all(&vec![b'y'; SIZE - 1]).await.unwrap();
+        let uploaded = reading.await.unwrap().unwrap();
+        writer.write_all(b"y").await.unwrap();
+        let _ = heard.send(uploaded);
+    });
+    let proxy = Proxy::start(&config(addr, "  send_timeout: 3s\n"));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    let head = format!("POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: {SIZE}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), client.write_all(&vec![b'x'; SIZE]))
+        .await
+        .expect("the upload stalled")
+        .expect("the upload was refused");
+    let response = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut response = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            response.extend_from_slice(&buf[..n]);
+            let head_end = response.windows(4).position(|w| w == b"\r\n\r\n");
+            if n == 0 || head_end.is_some_and(|end| response.len() >= end + 4 + SIZE) {
+                return response;
+            }
+        }
+    })
+    .await
+    .expect("the response stalled");
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(response.len() - head_end - 4, SIZE, "short response");
+    assert_eq!(heard_rx.await.unwrap(), SIZE, "short upload");
+}
+
+#[tokio::test]
 async fn a_request_is_not_sent_again_once_part_of_a_response_came() {
     for reply in [
         &b"HTTP/1.1 200 OK\r\nx-half: "[..],

@@ -4,10 +4,11 @@
 //! The request (head, then its body, chunked when it has no length) is
 //! written while the response is read, so an upstream that answers before
 //! it has read the whole body, or streams its answer while it reads (an
-//! echo), works as it would directly. After the head, [`UpstreamBody`]
-//! goes on writing the rest of the request each time it is polled for
-//! response data. A connection goes back to the pool only when both
-//! messages ended cleanly and the upstream keeps it open.
+//! echo), works as it would directly. After the head, the rest of the
+//! request goes out from a task of its own (see [`super::upload`]), so it
+//! does not wait for the client to read the response. A connection goes
+//! back to the pool only when both messages ended cleanly and the upstream
+//! keeps it open.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -25,6 +26,7 @@ use super::PooledConnection;
 use super::chunked::{ChunkedDecoder, Decoded, InvalidChunk};
 use super::link::Link;
 use super::response_head::{self, Framing, HeadError, ResponseHead};
+use super::upload::{self, Upload, UploadEnd};
 use crate::http::body::{BoxError, RequestBody};
 
 /// The request on its way out: its head, then body parts queued for the
@@ -43,8 +45,7 @@ pub struct RequestWriter {
     head_request: bool,
     /// Whether any byte reached the socket.
     wrote: bool,
-    /// Bytes reached the socket since [`UpstreamBody::take_upload_progress`]
-    /// last looked.
+    /// Bytes reached the socket since [`RequestWriter::take_progress`].
     progressed: bool,
     /// The socket refused a write: nothing more is sent, but the upstream
     /// may still have answered.
@@ -52,7 +53,7 @@ pub struct RequestWriter {
 }
 
 /// Why writing the request stopped.
-enum WriteError {
+pub(super) enum WriteError {
     /// The client's body failed (its [`crate::http::body::BodyState`] says
     /// why).
     Body,
@@ -83,8 +84,13 @@ impl RequestWriter {
         self.head_sent == self.head.len() && self.queue.is_empty() && self.body_ended
     }
 
+    /// Whether bytes reached the socket since the last call.
+    pub(super) fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
+    }
+
     /// Writes what it can; `Ready(Ok)` once the whole request is out.
-    fn poll_write(
+    pub(super) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut TcpStream,
@@ -336,9 +342,19 @@ pub struct UpstreamBody {
     /// `None` once the body ended (the connection went back to the pool or
     /// was closed).
     connection: Option<PooledConnection>,
-    writer: RequestWriter,
+    sending: Sending,
     remaining: Remaining,
     keep_alive: bool,
+}
+
+/// Where the rest of the request is being written from.
+#[derive(Debug)]
+enum Sending {
+    /// From the response body's own polls (the request was written in
+    /// full with the head, or no second descriptor could be made).
+    Here(RequestWriter),
+    /// From a task of its own.
+    Apart(Upload),
 }
 
 impl UpstreamBody {
@@ -352,9 +368,15 @@ impl UpstreamBody {
             Framing::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
             Framing::UntilClose => Remaining::UntilClose,
         };
+        let more_to_read = !matches!(remaining, Remaining::Length(0));
+        let apart = more_to_read && !writer.done() && !writer.refused;
+        let sending = match apart.then(|| upload::second_descriptor(&connection.link.stream)) {
+            Some(Ok(second)) => Sending::Apart(Upload::start(writer, second)),
+            _ => Sending::Here(writer),
+        };
         let mut body = UpstreamBody {
             connection: Some(connection),
-            writer,
+            sending,
             remaining,
             keep_alive: head.keep_alive,
         };
@@ -375,9 +397,13 @@ impl UpstreamBody {
     /// The body ended: its connection goes back to the pool if the request
     /// was written in full and the upstream sent nothing more.
     fn end(&mut self) {
+        let sent = match &self.sending {
+            Sending::Here(writer) => writer.done(),
+            Sending::Apart(upload) => upload.ended() == Some(UploadEnd::Sent),
+        };
         if let Some(connection) = self.connection.take()
             && self.keep_alive
-            && self.writer.done()
+            && sent
             && connection.link.buffer.is_empty()
         {
             connection.release();
@@ -391,7 +417,14 @@ impl UpstreamBody {
                 return Poll::Ready(None);
             };
             let link = &mut connection.link;
-            if self.writer.poll_alongside(cx, &mut link.stream).is_err() {
+            let body_failed = match &mut self.sending {
+                Sending::Here(writer) => writer.poll_alongside(cx, &mut link.stream).is_err(),
+                Sending::Apart(upload) => {
+                    upload.notify(cx);
+                    upload.ended() == Some(UploadEnd::BodyFailed)
+                }
+            };
+            if body_failed {
                 self.connection = None;
                 return Poll::Ready(Some(Err("request body failed".into())));
             }
@@ -434,7 +467,10 @@ impl UpstreamBody {
     /// upload that still moves keeps the response from counting as
     /// stalled (the upstream may be waiting for it before it answers on).
     pub fn take_upload_progress(&mut self) -> bool {
-        std::mem::take(&mut self.writer.progressed)
+        match &mut self.sending {
+            Sending::Here(writer) => writer.take_progress(),
+            Sending::Apart(upload) => upload.take_progress(),
+        }
     }
 
     /// Closes the connection: the response was cut short.

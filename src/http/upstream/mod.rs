@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod link;
 mod request_head;
 pub mod response_head;
+pub mod upload;
 
 pub use request_head::encode as encode_request_head;
 
