@@ -208,11 +208,7 @@ async fn a_full_duplex_upstream_and_a_client_that_writes_before_reading_both_fin
     let (heard, heard_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        // Byte by byte, so no byte of the body is read with the head.
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(stream.read_u8().await.unwrap());
-        }
+        common::read_request_head(&mut stream).await;
         let (mut reader, mut writer) = stream.into_split();
         // Reads the upload while it sends its answer, as an echo does; the
         // answer's last byte goes once the whole upload is in.
@@ -371,16 +367,13 @@ async fn a_body_delimited_by_close_arrives_whole_every_time() {
 
 #[tokio::test]
 async fn a_response_head_that_trickles_in_byte_by_byte_is_answered() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        common::read_request_head(&mut stream).await;
+    let (addr, _) = one_connection(b"", |mut stream| async move {
         for byte in b"HTTP/1.1 200 OK\r\nx-slow: yes\r\ncontent-length: 4\r\n\r\nslow" {
             stream.write_all(&[*byte]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-    });
+    })
+    .await;
     let proxy = Proxy::start(&config(addr, ""));
     let response =
         common::raw_response(proxy.addr("web"), b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
@@ -499,21 +492,31 @@ async fn a_client_that_stops_reading_is_dropped_at_send_timeout() {
     );
 }
 
+/// sluice (with `settings`) in front of an upstream that answers `reply`
+/// to every request head, and a client that sent `sent` (a head and the
+/// start of a longer body) and read the answer.
+async fn answered_mid_upload(
+    reply: &'static [u8],
+    settings: &str,
+    sent: &[u8],
+) -> (Proxy, TcpStream, String) {
+    let proxy = Proxy::start(&config(scripted(reply, false).await, settings));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client.write_all(sent).await.unwrap();
+    let response = read_response(&mut client).await;
+    (proxy, client, response)
+}
+
 #[tokio::test]
 async fn an_early_answer_before_the_upload_ends_never_desyncs_the_client() {
-    let addr = scripted(
+    let mut sent = b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 200000\r\n\r\n".to_vec();
+    sent.extend_from_slice(&[b'x'; 1000]);
+    let (_proxy, mut client, response) = answered_mid_upload(
         b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!",
-        false,
+        "  body_timeout: 2s\n",
+        &sent,
     )
     .await;
-    let proxy = Proxy::start(&config(addr, "  body_timeout: 2s\n"));
-    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    client
-        .write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 200000\r\n\r\n")
-        .await
-        .unwrap();
-    client.write_all(&[b'x'; 1000]).await.unwrap();
-    let response = read_response(&mut client).await;
     assert_eq!(status_of(&response), 413, "{response}");
     // The upload was cut short, so the connection cannot carry another
     // request: what the client sends next is never answered as one, and
@@ -577,18 +580,12 @@ async fn a_413_from_sluice_reaches_a_client_still_uploading() {
 
 #[tokio::test]
 async fn a_lingering_connection_closes_once_the_client_goes_quiet() {
-    let addr = scripted(
+    let (proxy, client, response) = answered_mid_upload(
         b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope",
-        false,
+        "  body_timeout: 300ms\n",
+        b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\nsome",
     )
     .await;
-    let proxy = Proxy::start(&config(addr, "  body_timeout: 300ms\n"));
-    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
-    client
-        .write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\nsome")
-        .await
-        .unwrap();
-    let response = read_response(&mut client).await;
     assert_eq!(status_of(&response), 401, "{response}");
     // The client neither sends nor closes: the connection lingers for the
     // quiet time (here `body_timeout`), not for the 30 s limit.

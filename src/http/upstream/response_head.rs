@@ -184,11 +184,15 @@ impl FramingFacts {
             self.lengths += 1;
             self.length = parse_length(value.as_bytes());
         } else if *name == TRANSFER_ENCODING {
-            let tokens = value.as_bytes().split(|b| *b == b',');
-            self.codings += tokens.filter(|t| !t.trim_ascii().is_empty()).count();
-            let last = value.as_bytes().rsplit(|b| *b == b',').next();
             self.coded = true;
-            self.chunked = last.is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            for token in value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                self.codings += usize::from(!token.is_empty());
+                self.chunked = token.eq_ignore_ascii_case(b"chunked");
+            }
         } else if *name == CONNECTION {
             for token in value
                 .as_bytes()
