@@ -99,6 +99,34 @@ async fn slow_upstream_is_504() {
 }
 
 #[tokio::test]
+async fn time_spent_connecting_to_a_hanging_upstream_is_not_taken_from_the_next_ones_response_timeout()
+ {
+    let (hole, _fillers, _listener) = common::sockets::blackhole();
+    let live = Backend::start("live").await;
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  - id: hole\n    address: {hole}\n    health_check: {{ kind: none }}\n\
+         \x20 - id: live\n    address: {}\n    health_check: {{ kind: none }}\n\
+         defaults:\n  connect_timeout: 600ms\n  response_timeout: 500ms\n  retries: 1\n\
+         listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [hole, live]\n",
+        live.addr
+    ));
+    // Round-robin: one of two requests tries the hanging upstream first.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let response = raw_response(
+            proxy.addr("web"),
+            b"GET /slow/200 HTTP/1.1\r\nhost: a\r\n\r\n",
+        )
+        .await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(status_of(&response), 200, "{response}");
+    }
+    assert!(slowest >= Duration::from_millis(600), "{slowest:?}");
+    assert_eq!(live.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn upstream_closing_before_a_response_is_502() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice::counters::{ListenerCounter, UpstreamCounter};
-use tcp_support::sockets::refused_address;
+use tcp_support::sockets::{blackhole, refused_address};
 use tcp_support::{Tcp, closed_by_peer, echo_server, read_to_end, recording_server, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -236,36 +236,6 @@ async fn stopping_sluice_ends_open_tunnels_and_accepts_no_more() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
-}
-
-/// A listener whose accept queue is full: the kernel drops further SYNs, so
-/// connecting to it hangs (the test holds both until it ends).
-fn blackhole() -> (
-    std::net::SocketAddr,
-    Vec<std::net::TcpStream>,
-    socket2::Socket,
-) {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    // Fill the queue; later connects hang (non-blocking so this never waits).
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        filler.set_nonblocking(true).unwrap();
-        let _ = filler.connect(&addr.into());
-        fillers.push(filler.into());
-    }
-    (addr, fillers, socket)
 }
 
 #[tokio::test]

@@ -75,6 +75,13 @@ impl BodyState {
         timer.poll_until(self.progress.get() + timeout, cx)
     }
 
+    /// An attempt starts on a connected upstream: the response deadline
+    /// counts from here, so time spent connecting, or on upstreams tried
+    /// before, is not taken from the upstream that got the request.
+    pub fn attempt_started(&self) {
+        self.moved();
+    }
+
     fn moved(&self) {
         self.progress.set(Instant::now());
     }

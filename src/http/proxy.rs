@@ -470,6 +470,7 @@ async fn send(
         .row
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
+    body.attempt_started();
     let stalled = std::future::poll_fn(|cx| {
         body.poll_stalled(&mut conn.response_timer.borrow_mut(), timeouts.response, cx)
     });

@@ -1,5 +1,6 @@
 //! Misbehaving peers the HTTP, TCP and health tests all need: an address
-//! that refuses connections, and a server that resets them. `common` and
+//! that refuses connections, one where connecting hangs, and a server that
+//! resets them. `common` and
 //! `tcp_support` include it; other tests declare it themselves.
 
 #![allow(dead_code)]
@@ -38,4 +39,34 @@ pub async fn resetting_server(reply: &'static [u8]) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so
+/// connecting to it hangs (the test holds both until it ends).
+pub fn blackhole() -> (
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+    socket2::Socket,
+) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue; later connects hang (non-blocking so this never waits).
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let _ = filler.connect(&addr.into());
+        fillers.push(filler.into());
+    }
+    (addr, fillers, socket)
 }
