@@ -25,6 +25,7 @@
 //! - [`starter`]: `sluice init`, the commented starter config.
 
 pub mod admin;
+pub mod allocator;
 pub mod background;
 pub mod channel;
 pub mod cli;
