@@ -69,11 +69,16 @@ pub enum HeadError {
 /// Whether `buffer` may hold a complete head: it has an empty line ending
 /// at or after `from` (the bytes before were looked at already). Parsing
 /// only then keeps a head that trickles in a few bytes at a time from
-/// being parsed again from its start on every read.
+/// being parsed again from its start on every read. One pass over the
+/// line ends: `memmem::find` would build a searcher on every call, which
+/// cost more than the search itself on a head of a few lines.
 pub fn may_be_complete(buffer: &[u8], from: usize) -> bool {
     let window = &buffer[from.saturating_sub(2).min(buffer.len())..];
-    memchr::memmem::find(window, b"\n\n").is_some()
-        || memchr::memmem::find(window, b"\n\r\n").is_some()
+    memchr::memchr_iter(b'\n', window).any(|at| match window.get(at + 1) {
+        Some(b'\n') => true,
+        Some(b'\r') => window.get(at + 2) == Some(&b'\n'),
+        _ => false,
+    })
 }
 
 /// Where one header's name and value lie in the head.

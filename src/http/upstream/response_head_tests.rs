@@ -146,4 +146,7 @@ fn a_head_is_complete_only_after_an_empty_line() {
     assert!(!may_be_complete(head, head.len()));
     assert!(may_be_complete(b"HTTP/1.1 200 OK\n\n", 0));
     assert!(!may_be_complete(b"", 0));
+    assert!(!may_be_complete(b"HTTP/1.1 200 OK\r\nx: y\n\r", 0));
+    assert!(!may_be_complete(b"HTTP/1.1 200 OK\r\nx: \r\n", 0));
+    assert!(may_be_complete(b"HTTP/1.1 200 OK\r\n\r\nbody\n", 0));
 }
