@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -471,13 +472,19 @@ async fn send(
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
     body.attempt_started();
-    let stalled = std::future::poll_fn(|cx| {
-        body.poll_stalled(&mut conn.response_timer.borrow_mut(), timeouts.response, cx)
-    });
-    let answered = tokio::select! {
-        biased;
-        answered = exchange::exchange(connection, request) => answered,
-        () = stalled => return Attempt::TimedOut,
+    // The exchange first, then the deadline; polled by hand rather than
+    // with `select!`, which moves both futures into a tuple and out again
+    // (two copies of the exchange's state per request).
+    let mut exchange = std::pin::pin!(exchange::exchange(connection, request));
+    let answered = std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+        Poll::Ready(answered) => Poll::Ready(Some(answered)),
+        Poll::Pending => body
+            .poll_stalled(&mut conn.response_timer.borrow_mut(), timeouts.response, cx)
+            .map(|()| None),
+    })
+    .await;
+    let Some(answered) = answered else {
+        return Attempt::TimedOut;
     };
     match answered {
         Ok(answer) => {
