@@ -99,8 +99,7 @@ async fn slow_upstream_is_504() {
 }
 
 #[tokio::test]
-async fn time_spent_connecting_to_a_hanging_upstream_is_not_taken_from_the_next_ones_response_timeout()
- {
+async fn a_retry_after_a_connect_that_hung_gets_its_whole_response_timeout() {
     let (hole, _fillers, _listener) = common::sockets::blackhole();
     let live = Backend::start("live").await;
     let proxy = Proxy::start(&format!(

@@ -1,7 +1,7 @@
 //! Misbehaving peers the HTTP, TCP and health tests all need: an address
 //! that refuses connections, one where connecting hangs, and a server that
-//! resets them. `common` and
-//! `tcp_support` include it; other tests declare it themselves.
+//! resets them. `common` and `tcp_support` include it; other tests declare
+//! it themselves.
 
 #![allow(dead_code)]
 
