@@ -109,7 +109,8 @@ async fn a_retry_after_a_connect_that_hung_gets_its_whole_response_timeout() {
          listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [hole, live]\n",
         live.addr
     ));
-    // Round-robin: one of two requests tries the hanging upstream first.
+    // Round-robin over [hole, live]: the first request tries the hanging
+    // upstream first (the second request guards against a changed start).
     let mut slowest = Duration::ZERO;
     for _ in 0..2 {
         let started = std::time::Instant::now();

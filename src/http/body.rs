@@ -38,7 +38,8 @@ pub struct BodyState {
     failure: Cell<Option<ProxyError>>,
     finished: Cell<bool>,
     /// When the last part of the body was handed upstream (or the body
-    /// created): the upstream's response deadline counts from here.
+    /// created, or the current upstream connected to, if later): the
+    /// upstream's response deadline counts from here.
     progress: Cell<Instant>,
 }
 
@@ -75,9 +76,9 @@ impl BodyState {
         timer.poll_until(self.progress.get() + timeout, cx)
     }
 
-    /// An attempt starts on a connected upstream: the response deadline
+    /// A newly picked upstream is connected to: the response deadline
     /// counts from here, so time spent connecting, or on upstreams tried
-    /// before, is not taken from the upstream that got the request.
+    /// before, is not taken from the upstream that gets the request.
     pub fn attempt_started(&self) {
         self.moved();
     }

@@ -316,6 +316,13 @@ async fn proxy(
                     break None;
                 }
             };
+            if !fresh {
+                // A newly picked upstream gets its whole response_timeout:
+                // the connect, and upstreams tried before, took none of it.
+                // The one retry on a fresh connection to the same upstream
+                // (its pooled connection was closed) shares the deadline.
+                failure.attempt_started();
+            }
             let request_body = body
                 .take()
                 .unwrap_or_else(|| RequestBody::empty(Rc::clone(&failure)));
@@ -448,16 +455,18 @@ enum Attempt {
 /// The deadlines of one attempt at an upstream.
 #[derive(Clone, Copy, Debug)]
 struct AttemptTimeouts {
-    /// No response head this long after the last request byte: 504.
+    /// No response head this long after the last request byte (or after
+    /// the attempt began on this upstream, if later): 504.
     response: Duration,
     /// No response body frame this long: the response is cut.
     idle: Duration,
 }
 
 /// Sends one attempt. `response_timeout` counts from the last part of the
-/// request body handed upstream: a long upload is not cut while it moves,
-/// and an upstream that stops reading it, or does not answer once it has
-/// it all, gets the timeout.
+/// request body handed upstream, or from when this upstream was picked
+/// and connected to, whichever is later: a long upload is not cut while it
+/// moves, and an upstream that stops reading it, or does not answer once
+/// it has it all, gets the timeout.
 async fn send(
     conn: &ConnContext,
     upstream: &Upstream,
@@ -471,7 +480,6 @@ async fn send(
         .row
         .add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let reused = connection.reused;
-    body.attempt_started();
     // The exchange first, then the deadline; polled by hand rather than
     // with `select!`, which moves both futures into a tuple and out again
     // (two copies of the exchange's state per request).
