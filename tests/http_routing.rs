@@ -174,3 +174,23 @@ async fn every_method_is_proxied() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_upstream_named_by_hostname_is_resolved_and_reached() {
+    let b = Backend::start("named").await;
+    let proxy = Proxy::start(&format!(
+        "upstreams:\n  - id: named\n    address: localhost:{}\n    health_check: {{ kind: http, path: /, interval: 200ms }}\n\
+         listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [named]\n",
+        b.addr.port()
+    ));
+    // Traffic and health checks both connect by name; `localhost` may
+    // resolve to ::1 first, where nothing listens, and then the next
+    // address is tried.
+    for _ in 0..3 {
+        assert_eq!(
+            hit(&proxy, "GET", "a", "/").await,
+            (200, "named".to_owned())
+        );
+    }
+    assert!(b.seen().len() >= 3);
+}

@@ -18,6 +18,7 @@ pub mod chunked;
 pub mod exchange;
 pub mod link;
 mod request_head;
+pub mod resolve;
 pub mod response_head;
 pub mod upload;
 
@@ -247,15 +248,17 @@ async fn connect(address: &UpstreamAddress, timeout: Duration) -> Result<Link, C
     Ok(Link::new(stream))
 }
 
-/// Connects to an IP literal directly; resolves a hostname on every new
-/// connection so DNS changes are followed.
+/// Connects to an IP literal directly; a hostname is resolved through
+/// [`resolve`] (answers reused for a second, the last good one kept while
+/// the resolver fails), trying its addresses in order.
 pub async fn connect_tcp(address: &UpstreamAddress) -> io::Result<TcpStream> {
     if let Ok(ip) = address.host.parse::<std::net::IpAddr>() {
         return TcpStream::connect(SocketAddr::new(ip, address.port)).await;
     }
+    let addresses = resolve::resolve(&address.host, address.port).await?;
     let mut last_error = None;
-    for addr in tokio::net::lookup_host((address.host.as_str(), address.port)).await? {
-        match TcpStream::connect(addr).await {
+    for addr in addresses.iter() {
+        match TcpStream::connect(*addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last_error = Some(e),
         }

@@ -1,0 +1,281 @@
+//! Hostname upstreams: the resolver's answer is reused for a second, and
+//! the last good one stands in for a minute while the resolver fails.
+//!
+//! Each new connection to a hostname upstream used to ask the system
+//! resolver (a blocking `getaddrinfo` on tokio's thread pool). Under a burst
+//! of new connections that is one lookup per connection; and while DNS is
+//! down every connect failed, which passive health counts until the
+//! upstream reads down, though its address had not changed. As HAProxy
+//! does with its `hold valid` and `hold obsolete` times:
+//!
+//! - an answer is used again for [`FRESH`], so DNS changes are still
+//!   followed within a second;
+//! - after that, one connect asks again while the others go on with the
+//!   answer they have; if the lookup fails, the last good answer is used,
+//!   and asked about again a second later, for up to [`STALE`];
+//! - a name with no good answer younger than [`STALE`] waits for the
+//!   resolver, and fails with its error.
+//!
+//! The cache is per thread: each worker (and the health checker) has its
+//! own, with no locking.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How long an answer is used without asking again, and how long after a
+/// failed lookup the next one is tried.
+pub const FRESH: Duration = Duration::from_secs(1);
+
+/// How long the last good answer stands in while lookups fail.
+pub const STALE: Duration = Duration::from_secs(60);
+
+/// The lookup key: host and port.
+type Key = (String, u16);
+
+/// One name's last good answer.
+#[derive(Debug)]
+struct Answer {
+    addresses: Rc<[SocketAddr]>,
+    /// When it was looked up.
+    at: Instant,
+    /// No new lookup before this.
+    next_ask: Instant,
+    /// A lookup for this name is under way.
+    asking: bool,
+}
+
+/// Answers by (host, port).
+#[derive(Debug, Default)]
+pub struct Cache {
+    answers: RefCell<HashMap<Key, Answer>>,
+}
+
+thread_local! {
+    static CACHE: Rc<Cache> = Rc::default();
+}
+
+/// The addresses of `host:port`, from the system resolver or this thread's
+/// cache (see the module notes).
+pub async fn resolve(host: &str, port: u16) -> io::Result<Rc<[SocketAddr]>> {
+    let lookup = async {
+        tokio::net::lookup_host((host, port))
+            .await
+            .map(|addresses| addresses.collect::<Vec<_>>())
+    };
+    CACHE.with(Rc::clone).resolve(host, port, lookup).await
+}
+
+/// Clears an answer's `asking` mark when its lookup ends, also when the
+/// connect that asked is dropped half-way (cut at `connect_timeout`).
+struct Asking<'a> {
+    cache: &'a Cache,
+    key: &'a Key,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.cache.answers.borrow_mut().get_mut(self.key) {
+            answer.asking = false;
+        }
+    }
+}
+
+impl Cache {
+    /// Resolves through `lookup` when the cached answer does not do (see
+    /// the module notes). The answers are borrowed between awaits, never
+    /// across one.
+    async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
+    ) -> io::Result<Rc<[SocketAddr]>> {
+        let key = (host.to_owned(), port);
+        if let Some(addresses) = self.usable(&key) {
+            return Ok(addresses);
+        }
+        let asking = Asking {
+            cache: self,
+            key: &key,
+        };
+        let looked_up = lookup.await;
+        drop(asking);
+        self.settle(key, looked_up)
+    }
+
+    /// The cached answer if it may be used without a lookup; otherwise
+    /// marks a usable answer as being asked about and returns `None`.
+    fn usable(&self, key: &Key) -> Option<Rc<[SocketAddr]>> {
+        let mut answers = self.answers.borrow_mut();
+        let answer = answers.get_mut(key)?;
+        if answer.at.elapsed() >= STALE {
+            return None;
+        }
+        if Instant::now() < answer.next_ask || answer.asking {
+            return Some(Rc::clone(&answer.addresses));
+        }
+        answer.asking = true;
+        None
+    }
+
+    /// Keeps a successful, non-empty lookup and returns it; after a failed
+    /// or empty one, returns the last good answer while it is younger than
+    /// [`STALE`] (asking again after [`FRESH`]), else the failure.
+    fn settle(
+        &self,
+        key: Key,
+        looked_up: io::Result<Vec<SocketAddr>>,
+    ) -> io::Result<Rc<[SocketAddr]>> {
+        let now = Instant::now();
+        let mut answers = self.answers.borrow_mut();
+        let failure = match looked_up {
+            Ok(addresses) if !addresses.is_empty() => {
+                let addresses: Rc<[SocketAddr]> = addresses.into();
+                let answer = Answer {
+                    addresses: Rc::clone(&addresses),
+                    at: now,
+                    next_ask: now + FRESH,
+                    asking: false,
+                };
+                answers.insert(key, answer);
+                return Ok(addresses);
+            }
+            Ok(_) => io::Error::new(io::ErrorKind::NotFound, "host resolved to no address"),
+            Err(error) => error,
+        };
+        match answers.get_mut(&key) {
+            Some(answer) if answer.at.elapsed() < STALE => {
+                answer.next_ask = now + FRESH;
+                tracing::warn!(
+                    host = %key.0,
+                    error = %failure,
+                    "cannot resolve; using the last answer, {} s old",
+                    answer.at.elapsed().as_secs()
+                );
+                Ok(Rc::clone(&answer.addresses))
+            }
+            _ => {
+                answers.remove(&key);
+                Err(failure)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], 80))
+    }
+
+    fn answer(addresses: Vec<SocketAddr>) -> std::future::Ready<io::Result<Vec<SocketAddr>>> {
+        std::future::ready(Ok(addresses))
+    }
+
+    fn down() -> std::future::Ready<io::Result<Vec<SocketAddr>>> {
+        std::future::ready(Err(io::Error::other("resolver down")))
+    }
+
+    /// A lookup that must not happen.
+    async fn not_asked() -> io::Result<Vec<SocketAddr>> {
+        panic!("looked up although a fresh answer was cached")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_reused_for_a_second_then_asked_again() {
+        let cache = Cache::default();
+        let first = cache.resolve("app", 80, answer(vec![addr(1)])).await;
+        assert_eq!(&*first.unwrap(), [addr(1)]);
+        tokio::time::advance(FRESH - Duration::from_millis(1)).await;
+        let again = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*again.unwrap(), [addr(1)]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let moved = cache.resolve("app", 80, answer(vec![addr(2)])).await;
+        assert_eq!(&*moved.unwrap(), [addr(2)], "a DNS change is followed");
+        let other_port = cache.resolve("app", 81, answer(vec![addr(3)])).await;
+        assert_eq!(&*other_port.unwrap(), [addr(3)], "ports are apart");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_good_answer_stands_in_for_a_minute_while_lookups_fail() {
+        let cache = Cache::default();
+        cache
+            .resolve("app", 80, answer(vec![addr(1)]))
+            .await
+            .unwrap();
+        tokio::time::advance(STALE - Duration::from_secs(3)).await;
+        let stale = cache.resolve("app", 80, down()).await;
+        assert_eq!(&*stale.unwrap(), [addr(1)]);
+        // Asked again only a second after a failure.
+        let backing_off = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*backing_off.unwrap(), [addr(1)]);
+        tokio::time::advance(FRESH).await;
+        let empty = cache.resolve("app", 80, answer(Vec::new())).await;
+        assert_eq!(&*empty.unwrap(), [addr(1)], "an empty answer fails too");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let error = cache.resolve("app", 80, down()).await.unwrap_err();
+        assert_eq!(error.to_string(), "resolver down");
+        // Given up: the next connect waits for the resolver again.
+        let error = cache.resolve("app", 80, down()).await.unwrap_err();
+        assert_eq!(error.to_string(), "resolver down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_one_connect_asks_the_others_use_the_answer_they_have() {
+        let cache = Cache::default();
+        cache
+            .resolve("app", 80, answer(vec![addr(1)]))
+            .await
+            .unwrap();
+        tokio::time::advance(FRESH).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slow = async { rx.await.unwrap() };
+        let (asked, meanwhile, ()) = tokio::join!(
+            cache.resolve("app", 80, slow),
+            cache.resolve("app", 80, not_asked()),
+            async { tx.send(Ok(vec![addr(2)])).unwrap() },
+        );
+        assert_eq!(&*asked.unwrap(), [addr(2)]);
+        assert_eq!(&*meanwhile.unwrap(), [addr(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_cut_while_asking_lets_the_next_one_ask() {
+        let cache = Cache::default();
+        cache
+            .resolve("app", 80, answer(vec![addr(1)]))
+            .await
+            .unwrap();
+        tokio::time::advance(FRESH).await;
+        let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
+        let cut = tokio::time::timeout(Duration::from_secs(2), cache.resolve("app", 80, never));
+        assert!(cut.await.is_err(), "the lookup never ends");
+        let next = cache.resolve("app", 80, answer(vec![addr(3)])).await;
+        assert_eq!(&*next.unwrap(), [addr(3)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_never_resolved_fails_with_the_resolvers_error() {
+        let cache = Cache::default();
+        let error = cache.resolve("nowhere", 80, down()).await.unwrap_err();
+        assert_eq!(error.to_string(), "resolver down");
+        let empty = cache.resolve("nowhere", 80, answer(Vec::new())).await;
+        assert_eq!(empty.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn localhost_resolves_through_the_system_resolver() {
+        let addresses = resolve("localhost", 8080).await.unwrap();
+        assert!(addresses.iter().all(|a| a.port() == 8080));
+        assert!(addresses.iter().any(|a| a.ip().is_loopback()));
+    }
+}
