@@ -185,6 +185,17 @@ mod tests {
         std::future::ready(Err(io::Error::other("resolver down")))
     }
 
+    /// A cache whose answer for `app:80` (10.0.0.1) is just no longer fresh.
+    async fn answered_a_second_ago() -> Cache {
+        let cache = Cache::default();
+        cache
+            .resolve("app", 80, answer(vec![addr(1)]))
+            .await
+            .unwrap();
+        tokio::time::advance(FRESH).await;
+        cache
+    }
+
     /// A lookup that must not happen.
     async fn not_asked() -> io::Result<Vec<SocketAddr>> {
         panic!("looked up although a fresh answer was cached")
@@ -231,12 +242,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn while_one_connect_asks_the_others_use_the_answer_they_have() {
-        let cache = Cache::default();
-        cache
-            .resolve("app", 80, answer(vec![addr(1)]))
-            .await
-            .unwrap();
-        tokio::time::advance(FRESH).await;
+        let cache = answered_a_second_ago().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let slow = async { rx.await.unwrap() };
         let (asked, meanwhile, ()) = tokio::join!(
@@ -250,12 +256,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connect_cut_while_asking_lets_the_next_one_ask() {
-        let cache = Cache::default();
-        cache
-            .resolve("app", 80, answer(vec![addr(1)]))
-            .await
-            .unwrap();
-        tokio::time::advance(FRESH).await;
+        let cache = answered_a_second_ago().await;
         let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
         let cut = tokio::time::timeout(Duration::from_secs(2), cache.resolve("app", 80, never));
         assert!(cut.await.is_err(), "the lookup never ends");
