@@ -11,8 +11,11 @@
 //! - an answer is used again for [`FRESH`], so DNS changes are still
 //!   followed within a second;
 //! - after that, one connect asks again while the others go on with the
-//!   answer they have; if the lookup fails, the last good answer is used,
-//!   and asked about again a second later, for up to [`STALE`];
+//!   answer they have. It waits at most [`ASK_WAIT`] for the resolver, then
+//!   goes on with that answer too (a resolver that times out must not
+//!   make the asking connect, or health check, fail). If the lookup
+//!   fails, or is given up, the last good answer is used, and asked about
+//!   again a second later, for up to [`STALE`];
 //! - a name with no good answer younger than [`STALE`] waits for the
 //!   resolver, and fails with its error.
 //!
@@ -35,6 +38,10 @@ pub const FRESH: Duration = Duration::from_secs(1);
 
 /// How long the last good answer stands in while lookups fail.
 pub const STALE: Duration = Duration::from_secs(60);
+
+/// How long a connect that asks about a name it has an answer for waits
+/// for the resolver before it uses that answer.
+pub const ASK_WAIT: Duration = Duration::from_millis(100);
 
 /// The lookup key: host and port.
 type Key = (String, u16);
@@ -72,8 +79,10 @@ pub async fn resolve(host: &str, port: u16) -> io::Result<Rc<[SocketAddr]>> {
     CACHE.with(Rc::clone).resolve(host, port, lookup).await
 }
 
-/// Clears an answer's `asking` mark when its lookup ends, also when the
-/// connect that asked is dropped half-way (cut at `connect_timeout`).
+/// Clears an answer's `asking` mark when its lookup ends or is given up,
+/// also when the connect that asked is dropped half-way (cut at
+/// `connect_timeout`), and puts the next lookup a second off. A lookup
+/// that succeeds then replaces the answer whole.
 struct Asking<'a> {
     cache: &'a Cache,
     key: &'a Key,
@@ -83,8 +92,19 @@ impl Drop for Asking<'_> {
     fn drop(&mut self) {
         if let Some(answer) = self.cache.answers.borrow_mut().get_mut(self.key) {
             answer.asking = false;
+            answer.next_ask = Instant::now() + FRESH;
         }
     }
+}
+
+/// What a connect does about a name.
+enum Plan {
+    /// Uses the cached answer.
+    Use(Rc<[SocketAddr]>),
+    /// Asks, and falls back on this answer if the resolver is slow or fails.
+    Ask(Rc<[SocketAddr]>),
+    /// Asks and waits: nothing usable is cached.
+    Wait,
 }
 
 impl Cache {
@@ -98,31 +118,46 @@ impl Cache {
         lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
     ) -> io::Result<Rc<[SocketAddr]>> {
         let key = (host.to_owned(), port);
-        if let Some(addresses) = self.usable(&key) {
-            return Ok(addresses);
+        match self.plan(&key) {
+            Plan::Use(addresses) => Ok(addresses),
+            Plan::Wait => {
+                let looked_up = lookup.await;
+                self.settle(key, looked_up)
+            }
+            Plan::Ask(fallback) => {
+                let asking = Asking {
+                    cache: self,
+                    key: &key,
+                };
+                let looked_up = tokio::time::timeout(ASK_WAIT, lookup).await;
+                drop(asking);
+                match looked_up {
+                    Ok(looked_up) => self.settle(key, looked_up),
+                    Err(_) => {
+                        tracing::warn!(host = %key.0, "resolver slow; using the last answer");
+                        Ok(fallback)
+                    }
+                }
+            }
         }
-        let asking = Asking {
-            cache: self,
-            key: &key,
-        };
-        let looked_up = lookup.await;
-        drop(asking);
-        self.settle(key, looked_up)
     }
 
-    /// The cached answer if it may be used without a lookup; otherwise
-    /// marks a usable answer as being asked about and returns `None`.
-    fn usable(&self, key: &Key) -> Option<Rc<[SocketAddr]>> {
+    /// What to do about `key`; marks a usable answer as being asked about
+    /// when this connect is to ask.
+    fn plan(&self, key: &Key) -> Plan {
         let mut answers = self.answers.borrow_mut();
-        let answer = answers.get_mut(key)?;
+        let Some(answer) = answers.get_mut(key) else {
+            return Plan::Wait;
+        };
         if answer.at.elapsed() >= STALE {
-            return None;
+            return Plan::Wait;
         }
+        let addresses = Rc::clone(&answer.addresses);
         if Instant::now() < answer.next_ask || answer.asking {
-            return Some(Rc::clone(&answer.addresses));
+            return Plan::Use(addresses);
         }
         answer.asking = true;
-        None
+        Plan::Ask(addresses)
     }
 
     /// Keeps a successful, non-empty lookup and returns it; after a failed
@@ -235,9 +270,40 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         let error = cache.resolve("app", 80, down()).await.unwrap_err();
         assert_eq!(error.to_string(), "resolver down");
-        // Given up: the next connect waits for the resolver again.
-        let error = cache.resolve("app", 80, down()).await.unwrap_err();
-        assert_eq!(error.to_string(), "resolver down");
+        assert!(cache.answers.borrow().is_empty(), "given up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_is_served_past_a_minute_even_while_backing_off() {
+        let cache = Cache::default();
+        cache
+            .resolve("app", 80, answer(vec![addr(1)]))
+            .await
+            .unwrap();
+        tokio::time::advance(STALE - Duration::from_millis(500)).await;
+        assert!(cache.resolve("app", 80, down()).await.is_ok(), "stale");
+        // The next lookup is a second off, but the answer is now too old.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(cache.resolve("app", 80, down()).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_resolver_does_not_hold_up_the_connect_that_asks() {
+        let cache = answered_a_second_ago().await;
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(vec![addr(2)])
+        };
+        let started = Instant::now();
+        let fallback = cache.resolve("app", 80, slow).await;
+        assert_eq!(&*fallback.unwrap(), [addr(1)]);
+        assert_eq!(started.elapsed(), ASK_WAIT);
+        // Asked again a second later, not by the very next connect.
+        let next = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*next.unwrap(), [addr(1)]);
+        tokio::time::advance(FRESH).await;
+        let later = cache.resolve("app", 80, answer(vec![addr(3)])).await;
+        assert_eq!(&*later.unwrap(), [addr(3)]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -255,13 +321,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_connect_cut_while_asking_lets_the_next_one_ask() {
+    async fn a_connect_cut_while_asking_lets_one_ask_a_second_later() {
         let cache = answered_a_second_ago().await;
         let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
-        let cut = tokio::time::timeout(Duration::from_secs(2), cache.resolve("app", 80, never));
+        // Cut (at connect_timeout, say) before the resolver wait is over.
+        let cut = tokio::time::timeout(ASK_WAIT / 2, cache.resolve("app", 80, never));
         assert!(cut.await.is_err(), "the lookup never ends");
-        let next = cache.resolve("app", 80, answer(vec![addr(3)])).await;
-        assert_eq!(&*next.unwrap(), [addr(3)]);
+        let next = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*next.unwrap(), [addr(1)]);
+        tokio::time::advance(FRESH).await;
+        let later = cache.resolve("app", 80, answer(vec![addr(3)])).await;
+        assert_eq!(&*later.unwrap(), [addr(3)], "not stuck asking");
     }
 
     #[tokio::test(start_paused = true)]
