@@ -220,14 +220,14 @@ mod tests {
         std::future::ready(Err(io::Error::other("resolver down")))
     }
 
-    /// A cache whose answer for `app:80` (10.0.0.1) is just no longer fresh.
-    async fn answered_a_second_ago() -> Cache {
+    /// A cache whose answer for `app:80` (10.0.0.1) is `age` old.
+    async fn answered_ago(age: Duration) -> Cache {
         let cache = Cache::default();
         cache
             .resolve("app", 80, answer(vec![addr(1)]))
             .await
             .unwrap();
-        tokio::time::advance(FRESH).await;
+        tokio::time::advance(age).await;
         cache
     }
 
@@ -253,12 +253,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_last_good_answer_stands_in_for_a_minute_while_lookups_fail() {
-        let cache = Cache::default();
-        cache
-            .resolve("app", 80, answer(vec![addr(1)]))
-            .await
-            .unwrap();
-        tokio::time::advance(STALE - Duration::from_secs(3)).await;
+        let cache = answered_ago(STALE - Duration::from_secs(3)).await;
         let stale = cache.resolve("app", 80, down()).await;
         assert_eq!(&*stale.unwrap(), [addr(1)]);
         // Asked again only a second after a failure.
@@ -275,12 +270,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_answer_is_served_past_a_minute_even_while_backing_off() {
-        let cache = Cache::default();
-        cache
-            .resolve("app", 80, answer(vec![addr(1)]))
-            .await
-            .unwrap();
-        tokio::time::advance(STALE - Duration::from_millis(500)).await;
+        let cache = answered_ago(STALE - Duration::from_millis(500)).await;
         assert!(cache.resolve("app", 80, down()).await.is_ok(), "stale");
         // The next lookup is a second off, but the answer is now too old.
         tokio::time::advance(Duration::from_millis(500)).await;
@@ -289,7 +279,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_resolver_does_not_hold_up_the_connect_that_asks() {
-        let cache = answered_a_second_ago().await;
+        let cache = answered_ago(FRESH).await;
         let slow = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(vec![addr(2)])
@@ -308,7 +298,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn while_one_connect_asks_the_others_use_the_answer_they_have() {
-        let cache = answered_a_second_ago().await;
+        let cache = answered_ago(FRESH).await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let slow = async { rx.await.unwrap() };
         let (asked, meanwhile, ()) = tokio::join!(
@@ -322,7 +312,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connect_cut_while_asking_lets_one_ask_a_second_later() {
-        let cache = answered_a_second_ago().await;
+        let cache = answered_ago(FRESH).await;
         let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
         // Cut (at connect_timeout, say) before the resolver wait is over.
         let cut = tokio::time::timeout(ASK_WAIT / 2, cache.resolve("app", 80, never));
