@@ -41,10 +41,11 @@ impl Instance {
     /// Compiles `config`, binds its listeners and starts serving.
     pub fn start(config: &Config) -> anyhow::Result<Instance> {
         let runtime = Arc::new(runtime::compile(config)?);
-        let mut sockets = Vec::with_capacity(runtime.listeners.len());
+        let mut sockets = Vec::with_capacity(config.listeners.len());
         let mut addresses = BTreeMap::new();
-        for listener in &runtime.listeners {
-            let socket = crate::listener::bind(listener.listen).with_context(|| {
+        for listener in &config.listeners {
+            let defer = listener.client_speaks_first();
+            let socket = crate::listener::bind(listener.listen, defer).with_context(|| {
                 format!(
                     "listener `{}`: cannot bind {}",
                     listener.name, listener.listen

@@ -1,5 +1,6 @@
 //! Broken backends and hostile clients (issue 8's first cases): what the
-//! client gets, and that nothing is passed on in a form that looks whole.
+//! client gets, that nothing is passed on in a form that looks whole, and
+//! that silent new connections wait in the kernel, not in a worker.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Backend, Proxy, exchange, raw_exchange, read_response, status_of, upstreams_yaml};
+use sluice::counters::ListenerCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -949,4 +951,31 @@ async fn every_pipelined_head_gets_the_framing_check() {
             assert_eq!(seen, expected, "the backend saw other requests: {context}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_silent_new_connection_waits_in_the_kernel_until_it_speaks_or_gives_up() {
+    let addr = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    let proxy = Proxy::start(&config(addr, "  idle_timeout: 300ms\n"));
+    let accepted = || {
+        proxy
+            .instance
+            .region
+            .listener_total(0, ListenerCounter::ConnectionsTotal)
+    };
+    let mut speaks_late = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    let mut never_speaks = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(accepted(), 0, "a connection without bytes was handed over");
+
+    let response = exchange(&mut speaks_late, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(status_of(&response), 200, "{response}");
+
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), never_speaks.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "a silent connection was not closed: {closed:?}"
+    );
+    assert_eq!(accepted(), 2);
 }

@@ -220,3 +220,49 @@ async fn a_removed_listener_stops_accepting_and_its_tunnels_end_at_drain_timeout
         "cut before drain_timeout"
     );
 }
+
+#[tokio::test]
+async fn a_listener_turned_from_http_to_tcp_hears_a_server_that_speaks_first() {
+    let backend = Backend::start("app").await;
+    let greeter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let greeter_addr = greeter.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = greeter.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"220 ready\r\n").await;
+                let _ = stream.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    let sluice = Supervisor::run(&config(&backend, greeter_addr, 1));
+    let web = sluice.addr("web");
+    let http_rules = "    headers:\n      - key: x-gen\n        value: \"2\"\n    rules:\n      - path: /*\n        upstreams: [app]\n";
+    let as_tcp = config(&backend, greeter_addr, 2);
+    assert!(as_tcp.contains(http_rules));
+    sluice.rewrite(&as_tcp.replace(http_rules, "    mode: tcp\n    upstreams: [echo]\n"));
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        sluice.addr("web"),
+        web,
+        "the listener's socket was not kept"
+    );
+
+    let mut client = tokio::net::TcpStream::connect(web).await.unwrap();
+    let mut greeting = [0u8; 11];
+    // Well under the second a deferred accept would hold the connection.
+    let heard = tokio::time::timeout(
+        std::time::Duration::from_millis(900),
+        client.read_exact(&mut greeting),
+    )
+    .await;
+    assert!(
+        matches!(heard, Ok(Ok(_))),
+        "no greeting while the client was silent: {heard:?}"
+    );
+    assert_eq!(&greeting, b"220 ready\r\n");
+}

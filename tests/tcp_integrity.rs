@@ -1,7 +1,8 @@
 //! TCP passthrough moves bytes faithfully: 50 MiB arrive with the same
 //! SHA-256, half-closes cross the tunnel both ways, a dead upstream is
-//! retried on a live one, idle tunnels close, and `max_connections`
-//! refuses the excess while open tunnels keep working.
+//! retried on a live one, idle tunnels close, `max_connections` refuses
+//! the excess while open tunnels keep working, and a server that speaks
+//! first is heard at once.
 
 mod tcp_support;
 
@@ -257,4 +258,29 @@ async fn a_connect_that_hangs_is_cut_at_connect_timeout_and_retried() {
     assert!(tcp.upstream(0, UpstreamCounter::ConnectErrors) >= 1);
     assert!(slowest >= Duration::from_millis(300), "{slowest:?}");
     assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_speaks_first_is_heard_before_the_client_sends() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let greeter = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"220 ready\r\n").await;
+                let _ = stream.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    let tcp = Tcp::start(&[greeter], "", "");
+    let mut client = TcpStream::connect(tcp.addr()).await.unwrap();
+    let mut greeting = [0u8; 11];
+    // Well under the second a deferred accept would hold the connection.
+    let heard =
+        tokio::time::timeout(Duration::from_millis(900), client.read_exact(&mut greeting)).await;
+    assert!(
+        matches!(heard, Ok(Ok(_))),
+        "no greeting while the client was silent: {heard:?}"
+    );
+    assert_eq!(&greeting, b"220 ready\r\n");
 }

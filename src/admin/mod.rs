@@ -122,7 +122,7 @@ pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
     if !address.ip().is_loopback() {
         tracing::warn!(%address, "the admin endpoint listens beyond loopback; metrics and status are readable by anyone who can reach it");
     }
-    crate::listener::bind(address).map_err(|source| AdminError::Bind { address, source })
+    crate::listener::bind(address, false).map_err(|source| AdminError::Bind { address, source })
 }
 
 impl AdminHandle {

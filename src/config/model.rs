@@ -201,6 +201,16 @@ pub struct ListenerConfig {
     pub mode: ListenerMode,
 }
 
+impl ListenerConfig {
+    /// Whether clients always send the first bytes (HTTP), so the kernel
+    /// can hold a new connection until they arrive
+    /// ([`crate::listener::set_deferred_accept`]). Not for TCP: in some
+    /// protocols the server speaks first.
+    pub fn client_speaks_first(&self) -> bool {
+        matches!(self.mode, ListenerMode::Http(_))
+    }
+}
+
 /// What a listener does with its connections.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ListenerMode {

@@ -140,12 +140,13 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let slots = Slots::assign(&config, &Slots::default())?;
     let mut bound = Vec::new();
     for listener in &config.listeners {
-        let socket = crate::listener::bind(listener.listen).with_context(|| {
-            format!(
-                "listener `{}`: cannot bind {}",
-                listener.name, listener.listen
-            )
-        })?;
+        let socket = crate::listener::bind(listener.listen, listener.client_speaks_first())
+            .with_context(|| {
+                format!(
+                    "listener `{}`: cannot bind {}",
+                    listener.name, listener.listen
+                )
+            })?;
         bound.push(Bound {
             name: listener.name.clone(),
             configured: listener.listen,
@@ -664,23 +665,33 @@ impl Supervisor {
                 });
             let socket = match same {
                 Some(index) => old.swap_remove(index).socket,
-                None => match crate::listener::bind(listener.listen) {
-                    Ok(socket) => socket,
-                    Err(error) => {
-                        old.extend(bound);
-                        self.bound = old;
-                        return Err(format!(
-                            "listener `{}`: cannot bind {}: {error}\n",
-                            listener.name, listener.listen
-                        ));
+                None => {
+                    match crate::listener::bind(listener.listen, listener.client_speaks_first()) {
+                        Ok(socket) => socket,
+                        Err(error) => {
+                            old.extend(bound);
+                            self.bound = old;
+                            return Err(format!(
+                                "listener `{}`: cannot bind {}: {error}\n",
+                                listener.name, listener.listen
+                            ));
+                        }
                     }
-                },
+                }
             };
             bound.push(Bound {
                 name: listener.name.clone(),
                 configured: listener.listen,
                 socket,
             });
+        }
+        // Only once the reload cannot fail: a kept socket may change mode,
+        // and the old config must keep its settings if the reload is refused.
+        for (listener, kept) in config.listeners.iter().zip(&bound) {
+            let defer = listener.client_speaks_first();
+            if let Err(error) = crate::listener::set_deferred_accept(&kept.socket, defer) {
+                tracing::warn!(listener = %listener.name, %error, "cannot set deferred accept");
+            }
         }
         let summary = diff::describe(&self.config, &config);
         self.bound = bound;
