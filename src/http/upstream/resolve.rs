@@ -17,7 +17,11 @@
 //!   fails, or is given up, the last good answer is used, and asked about
 //!   again a second later, for up to [`STALE`];
 //! - a name with no good answer younger than [`STALE`] waits for the
-//!   resolver, and fails with its error.
+//!   resolver, and fails with its error. Connects that need such a name
+//!   at the same time share one lookup, and a failed one is not repeated
+//!   for [`FRESH`]: connects in that second fail at once with its error.
+//!   So a resolver that hangs during an outage gets one lookup per name at
+//!   a time, not one per connect piling up in tokio's blocking pool.
 //!
 //! The cache is per thread: each worker (and the health checker) has its
 //! own, with no locking.
@@ -30,6 +34,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How long an answer is used without asking again, and how long after a
@@ -58,10 +63,23 @@ struct Answer {
     asking: bool,
 }
 
-/// Answers by (host, port).
+/// A name with no usable answer whose last lookup failed: connects fail
+/// with the same error until `until`.
+#[derive(Debug)]
+struct Failure {
+    kind: io::ErrorKind,
+    message: String,
+    until: Instant,
+}
+
+/// Answers, failures and lookups under way, by (host, port).
 #[derive(Debug, Default)]
 pub struct Cache {
     answers: RefCell<HashMap<Key, Answer>>,
+    failures: RefCell<HashMap<Key, Failure>>,
+    /// Names with no usable answer being looked up; connects that need one
+    /// wait to be told the lookup ended.
+    lookups: RefCell<HashMap<Key, Rc<Notify>>>,
 }
 
 thread_local! {
@@ -97,14 +115,34 @@ impl Drop for Asking<'_> {
     }
 }
 
+/// Ends a lookup for a name with no usable answer, also when the connect
+/// that looks up is dropped half-way: the connects waiting for it are
+/// woken, and find its answer or failure cached, or one of them looks up.
+struct Looking<'a> {
+    cache: &'a Cache,
+    key: &'a Key,
+}
+
+impl Drop for Looking<'_> {
+    fn drop(&mut self) {
+        if let Some(done) = self.cache.lookups.borrow_mut().remove(self.key) {
+            done.notify_waiters();
+        }
+    }
+}
+
 /// What a connect does about a name.
 enum Plan {
     /// Uses the cached answer.
     Use(Rc<[SocketAddr]>),
     /// Asks, and falls back on this answer if the resolver is slow or fails.
     Ask(Rc<[SocketAddr]>),
-    /// Asks and waits: nothing usable is cached.
-    Wait,
+    /// Fails at once: the last lookup failed less than [`FRESH`] ago.
+    Fail(io::Error),
+    /// Waits for another connect's lookup, then plans again.
+    Follow(Rc<Notify>),
+    /// Looks up and waits: nothing usable is cached, nobody is asking.
+    Look,
 }
 
 impl Cache {
@@ -118,51 +156,72 @@ impl Cache {
         lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
     ) -> io::Result<Rc<[SocketAddr]>> {
         let key = (host.to_owned(), port);
-        match self.plan(&key) {
-            Plan::Use(addresses) => Ok(addresses),
-            Plan::Wait => {
-                let looked_up = lookup.await;
-                self.settle(key, looked_up)
-            }
-            Plan::Ask(fallback) => {
-                let asking = Asking {
-                    cache: self,
-                    key: &key,
-                };
-                let looked_up = tokio::time::timeout(ASK_WAIT, lookup).await;
-                drop(asking);
-                match looked_up {
-                    Ok(looked_up) => self.settle(key, looked_up),
-                    Err(_) => {
-                        tracing::warn!(host = %key.0, "resolver slow; using the last answer");
-                        Ok(fallback)
-                    }
+        loop {
+            match self.plan(&key) {
+                Plan::Use(addresses) => return Ok(addresses),
+                Plan::Fail(error) => return Err(error),
+                // `notified` counts from its creation, before anything else
+                // runs on this thread, so the lookup cannot end unseen.
+                Plan::Follow(done) => done.notified().await,
+                Plan::Look => {
+                    let looking = Looking {
+                        cache: self,
+                        key: &key,
+                    };
+                    let looked_up = lookup.await;
+                    let settled = self.settle(key.clone(), looked_up);
+                    drop(looking);
+                    return settled;
+                }
+                Plan::Ask(fallback) => {
+                    let asking = Asking {
+                        cache: self,
+                        key: &key,
+                    };
+                    let looked_up = tokio::time::timeout(ASK_WAIT, lookup).await;
+                    drop(asking);
+                    return match looked_up {
+                        Ok(looked_up) => self.settle(key, looked_up),
+                        Err(_) => {
+                            tracing::warn!(host = %key.0, "resolver slow; using the last answer");
+                            Ok(fallback)
+                        }
+                    };
                 }
             }
         }
     }
 
     /// What to do about `key`; marks a usable answer as being asked about
-    /// when this connect is to ask.
+    /// when this connect is to ask, and a name as being looked up when
+    /// this connect is to look it up.
     fn plan(&self, key: &Key) -> Plan {
         let mut answers = self.answers.borrow_mut();
-        let Some(answer) = answers.get_mut(key) else {
-            return Plan::Wait;
-        };
-        if answer.at.elapsed() >= STALE {
-            return Plan::Wait;
+        if let Some(answer) = answers.get_mut(key).filter(|a| a.at.elapsed() < STALE) {
+            let addresses = Rc::clone(&answer.addresses);
+            if Instant::now() < answer.next_ask || answer.asking {
+                return Plan::Use(addresses);
+            }
+            answer.asking = true;
+            return Plan::Ask(addresses);
         }
-        let addresses = Rc::clone(&answer.addresses);
-        if Instant::now() < answer.next_ask || answer.asking {
-            return Plan::Use(addresses);
+        if let Some(failure) = self.failures.borrow().get(key)
+            && Instant::now() < failure.until
+        {
+            return Plan::Fail(io::Error::new(failure.kind, failure.message.clone()));
         }
-        answer.asking = true;
-        Plan::Ask(addresses)
+        let mut lookups = self.lookups.borrow_mut();
+        if let Some(done) = lookups.get(key) {
+            return Plan::Follow(Rc::clone(done));
+        }
+        lookups.insert(key.clone(), Rc::default());
+        Plan::Look
     }
 
     /// Keeps a successful, non-empty lookup and returns it; after a failed
     /// or empty one, returns the last good answer while it is younger than
-    /// [`STALE`] (asking again after [`FRESH`]), else the failure.
+    /// [`STALE`] (asking again after [`FRESH`]), else the failure, which is
+    /// kept for [`FRESH`].
     fn settle(
         &self,
         key: Key,
@@ -179,6 +238,7 @@ impl Cache {
                     next_ask: now + FRESH,
                     asking: false,
                 };
+                self.failures.borrow_mut().remove(&key);
                 answers.insert(key, answer);
                 return Ok(addresses);
             }
@@ -198,6 +258,12 @@ impl Cache {
             }
             _ => {
                 answers.remove(&key);
+                let kept = Failure {
+                    kind: failure.kind(),
+                    message: failure.to_string(),
+                    until: now + FRESH,
+                };
+                self.failures.borrow_mut().insert(key, kept);
                 Err(failure)
             }
         }
@@ -229,6 +295,16 @@ mod tests {
             .unwrap();
         tokio::time::advance(age).await;
         cache
+    }
+
+    /// `resolving`, which must end within 10 s (paused time jumps there
+    /// when nothing else can run).
+    async fn within(
+        resolving: impl Future<Output = io::Result<Rc<[SocketAddr]>>>,
+    ) -> io::Result<Rc<[SocketAddr]>> {
+        tokio::time::timeout(Duration::from_secs(10), resolving)
+            .await
+            .expect("still waiting for another connect's lookup")
     }
 
     /// A lookup that must not happen.
@@ -329,8 +405,72 @@ mod tests {
         let cache = Cache::default();
         let error = cache.resolve("nowhere", 80, down()).await.unwrap_err();
         assert_eq!(error.to_string(), "resolver down");
+        tokio::time::advance(FRESH).await;
         let empty = cache.resolve("nowhere", 80, answer(Vec::new())).await;
         assert_eq!(empty.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_lookup_is_not_repeated_for_a_second() {
+        let cache = Cache::default();
+        let failed = cache.resolve("app", 80, down()).await.unwrap_err();
+        tokio::time::advance(FRESH - Duration::from_millis(1)).await;
+        let again = cache.resolve("app", 80, not_asked()).await.unwrap_err();
+        assert_eq!(again.kind(), failed.kind());
+        assert_eq!(again.to_string(), "resolver down");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let back = cache.resolve("app", 80, answer(vec![addr(2)])).await;
+        assert_eq!(&*back.unwrap(), [addr(2)]);
+        let kept = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*kept.unwrap(), [addr(2)], "the failure was forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connects_with_no_answer_share_one_lookup() {
+        let cache = Cache::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slow = async { rx.await.unwrap() };
+        let (first, second, third, ()) = tokio::join!(
+            cache.resolve("app", 80, slow),
+            within(cache.resolve("app", 80, not_asked())),
+            within(cache.resolve("app", 80, not_asked())),
+            async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                tx.send(Ok(vec![addr(2)])).unwrap();
+            },
+        );
+        for got in [first, second, third] {
+            assert_eq!(&*got.unwrap(), [addr(2)]);
+        }
+        assert!(cache.lookups.borrow().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connects_waiting_on_a_failed_lookup_get_its_error() {
+        let cache = Cache::default();
+        let slow_failure = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Err(io::Error::other("resolver down"))
+        };
+        let (first, second) = tokio::join!(
+            cache.resolve("app", 80, slow_failure),
+            within(cache.resolve("app", 80, not_asked())),
+        );
+        assert_eq!(first.unwrap_err().to_string(), "resolver down");
+        assert_eq!(second.unwrap_err().to_string(), "resolver down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_cut_half_way_hands_over_to_a_waiting_connect() {
+        let cache = Cache::default();
+        let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
+        let (cut, waited) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(1), cache.resolve("app", 80, never)),
+            within(cache.resolve("app", 80, answer(vec![addr(3)]))),
+        );
+        assert!(cut.is_err(), "the first lookup never ends");
+        assert_eq!(&*waited.unwrap(), [addr(3)]);
+        assert!(cache.lookups.borrow().is_empty());
     }
 
     #[tokio::test]
