@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::processes::{Load, Supervisor, fd_count};
+use common::processes::{Load, Supervisor, fd_count, signal};
 use common::{Backend, client, upstreams_yaml};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -265,4 +265,54 @@ async fn a_listener_turned_from_http_to_tcp_hears_a_server_that_speaks_first() {
         "no greeting while the client was silent: {heard:?}"
     );
     assert_eq!(&greeting, b"220 ready\r\n");
+}
+
+/// An address on 127.0.0.1 whose port was free a moment ago.
+fn free_address() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn a_reload_refused_for_a_taken_port_leaves_the_listeners_as_they_were() {
+    let backend = Backend::start("app").await;
+    let (fixed, fresh) = (free_address(), free_address());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = |name: &str, address: std::net::SocketAddr| {
+        format!(
+            "  - name: {name}\n    listen: {address}\n    rules:\n      - path: /*\n        upstreams: [app]\n"
+        )
+    };
+    let base = format!("workers: 1\n{}listeners:\n", upstreams_yaml(&[&backend]));
+    let sluice = Supervisor::run(&format!("{base}{}", listener("web", fixed)));
+    sluice.assert_serves("web").await;
+
+    // `web` renamed on its fixed address, one listener that binds and one
+    // that cannot.
+    sluice.rewrite(&format!(
+        "{base}{}{}{}",
+        listener("www", fixed),
+        listener("api", fresh),
+        listener("bad", taken.local_addr().unwrap())
+    ));
+    let output = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot bind"));
+    assert!(
+        tokio::net::TcpStream::connect(fresh).await.is_err(),
+        "the refused config's new listener still listens"
+    );
+
+    // A replacement worker gets the sockets under the running config's
+    // names.
+    let victim = sluice.workers()[0].0.unwrap();
+    signal(victim, rustix::process::Signal::KILL);
+    let replaced = sluice.wait_for(std::time::Duration::from_secs(5), || {
+        let workers = sluice.workers();
+        workers
+            .iter()
+            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
+    });
+    assert!(replaced, "no replacement: {:?}", sluice.workers());
+    sluice.assert_serves("web").await;
 }

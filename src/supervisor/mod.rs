@@ -58,6 +58,68 @@ struct Bound {
     socket: std::net::TcpListener,
 }
 
+/// Where a listener of a new config gets its socket from.
+enum Source {
+    /// The socket at this index of the current ones.
+    Kept(usize),
+    /// A socket bound for it.
+    New(std::net::TcpListener),
+}
+
+/// The sockets for `listeners`: each keeps the current socket of the same
+/// listener (name and address), else of a renamed one on the same fixed
+/// address, else gets a new one. Sockets of listeners that are gone are
+/// closed. If a bind fails, the sockets bound so far are closed and
+/// `current` is left as it was, so a refused reload leaves no stray
+/// listening socket and no kept one under a name the config lacks.
+fn rebind(
+    current: &mut Vec<Bound>,
+    listeners: &[config::ListenerConfig],
+) -> Result<Vec<Bound>, String> {
+    let mut claimed = vec![false; current.len()];
+    let mut sources = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let unclaimed = |index: &usize| !claimed[*index];
+        let same = (0..current.len())
+            .filter(unclaimed)
+            .find(|&i| current[i].name == listener.name && current[i].configured == listener.listen)
+            .or_else(|| {
+                (0..current.len()).filter(unclaimed).find(|&i| {
+                    current[i].configured == listener.listen && listener.listen.port() != 0
+                })
+            });
+        let source = match same {
+            Some(index) => {
+                claimed[index] = true;
+                Source::Kept(index)
+            }
+            None => crate::listener::bind(listener.listen, listener.client_speaks_first())
+                .map(Source::New)
+                .map_err(|error| {
+                    format!(
+                        "listener `{}`: cannot bind {}: {error}\n",
+                        listener.name, listener.listen
+                    )
+                })?,
+        };
+        sources.push(source);
+    }
+    let mut previous: Vec<Option<Bound>> = std::mem::take(current).into_iter().map(Some).collect();
+    let bound = listeners
+        .iter()
+        .zip(sources)
+        .map(|(listener, source)| Bound {
+            name: listener.name.clone(),
+            configured: listener.listen,
+            socket: match source {
+                Source::Kept(index) => previous[index].take().expect("claimed once").socket,
+                Source::New(socket) => socket,
+            },
+        })
+        .collect();
+    Ok(bound)
+}
+
 /// What the supervisor knows of one worker index.
 #[derive(Debug)]
 struct WorkerState {
@@ -650,41 +712,7 @@ impl Supervisor {
             .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
         let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
         let admin = admin::plan(self.admin.as_ref(), config.admin.as_ref())?;
-        let mut bound = Vec::with_capacity(config.listeners.len());
-        let mut old: Vec<Bound> = std::mem::take(&mut self.bound);
-        for listener in &config.listeners {
-            // The same listener (name and address), else a renamed one on the
-            // same fixed address; otherwise a new socket.
-            let same = old
-                .iter()
-                .position(|b| b.name == listener.name && b.configured == listener.listen)
-                .or_else(|| {
-                    old.iter().position(|b| {
-                        b.configured == listener.listen && listener.listen.port() != 0
-                    })
-                });
-            let socket = match same {
-                Some(index) => old.swap_remove(index).socket,
-                None => {
-                    match crate::listener::bind(listener.listen, listener.client_speaks_first()) {
-                        Ok(socket) => socket,
-                        Err(error) => {
-                            old.extend(bound);
-                            self.bound = old;
-                            return Err(format!(
-                                "listener `{}`: cannot bind {}: {error}\n",
-                                listener.name, listener.listen
-                            ));
-                        }
-                    }
-                }
-            };
-            bound.push(Bound {
-                name: listener.name.clone(),
-                configured: listener.listen,
-                socket,
-            });
-        }
+        let bound = rebind(&mut self.bound, &config.listeners)?;
         // Only once the reload cannot fail: a kept socket may change mode,
         // and the old config must keep its settings if the reload is refused.
         for (listener, kept) in config.listeners.iter().zip(&bound) {
