@@ -284,3 +284,20 @@ async fn a_server_that_speaks_first_is_heard_before_the_client_sends() {
     );
     assert_eq!(&greeting, b"220 ready\r\n");
 }
+
+#[tokio::test]
+async fn a_tunnel_counts_as_active_on_its_upstream_while_it_connects() {
+    let (hole, _fillers, _listener) = blackhole();
+    let tcp = Tcp::start(&[hole], "", "  connect_timeout: 2s\n  retries: 0\n");
+    let mut client = TcpStream::connect(tcp.addr()).await.unwrap();
+    tcp.wait_for("a connecting tunnel counted as active", |t| {
+        t.upstream(0, UpstreamCounter::Active) == 1
+    })
+    .await;
+    assert!(closed_by_peer(&mut client).await, "no upstream, no tunnel");
+    tcp.wait_for("the failed connect no longer counted", |t| {
+        t.upstream(0, UpstreamCounter::Active) == 0
+    })
+    .await;
+    assert_eq!(tcp.upstream(0, UpstreamCounter::ConnectErrors), 1);
+}

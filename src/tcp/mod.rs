@@ -123,8 +123,8 @@ async fn tunnel(
         row.add_listener(listener.slot, ListenerCounter::ReceivedBytes, rest.1);
         early = rest.0;
     }
-    let (mut server, upstream) = connect(row, runtime, listener, route, source.ip()).await?;
-    let _active = ActiveGuard::new(row, upstream.slot);
+    let (mut server, upstream, _active) =
+        connect(row, runtime, listener, route, source.ip()).await?;
     row.add_upstream(upstream.slot, UpstreamCounter::Requests, 1);
     let mut first = match route.proxy_protocol {
         Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(source, destination),
@@ -205,14 +205,17 @@ fn client_ip_key(ip: IpAddr) -> ([u8; 16], usize) {
 }
 
 /// Picks and connects an upstream, another one after each failure, up to
-/// `retries` more.
+/// `retries` more. A tunnel counts as active on its upstream from the
+/// pick, so picks made while it connects see it: an upstream whose
+/// connects hang would otherwise look idle to least-connections and win
+/// every pick.
 async fn connect<'a>(
     row: &Row,
     runtime: &'a Runtime,
     listener: &Listener,
     route: &TcpRoute,
     client: IpAddr,
-) -> Result<(TcpStream, &'a Upstream), TunnelError> {
+) -> Result<(TcpStream, &'a Upstream, ActiveGuard), TunnelError> {
     let (key, key_len) = client_ip_key(client);
     let mut tried = Tried::default();
     for _ in 0..=listener.settings.retries {
@@ -226,6 +229,7 @@ async fn connect<'a>(
         };
         tried.insert(pick.index);
         let upstream = &runtime.upstreams[route.pool.members[pick.index]];
+        let active = ActiveGuard::new(row, upstream.slot);
         let timeout = upstream
             .connect_timeout
             .unwrap_or(listener.settings.connect_timeout);
@@ -237,7 +241,7 @@ async fn connect<'a>(
             Ok(Ok(server)) => {
                 // Small writes (database queries) go out at once.
                 let _ = server.set_nodelay(true);
-                return Ok((server, upstream));
+                return Ok((server, upstream, active));
             }
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %upstream.id, %error, "connect failed");
