@@ -1,6 +1,6 @@
 //! The supervisor and its worker processes: crash recovery, no orphans,
-//! global least-connections, and the start/status/reload/stop commands
-//! with two instances.
+//! global least-connections, the start/status/reload/stop commands with
+//! two instances, and a worker out of descriptors.
 
 mod common;
 
@@ -350,4 +350,66 @@ async fn a_closed_stderr_does_not_stop_requests_that_log() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "app GET /");
     assert!(alive(sluice.pid()));
+}
+
+/// The lowest descriptor number `pid` does not use: with its open-files
+/// limit set to this, the process can open nothing more.
+fn lowest_free_descriptor(pid: u32) -> u64 {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|fd| !used.contains(fd)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_keeps_moving_bulk_data_when_its_worker_is_out_of_descriptors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let sluice = Supervisor::run(&format!(
+        "workers: 1\nupstreams:\n  - id: echo\n    address: {echo_addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [echo]\n"
+    ));
+    let tunnel = tokio::net::TcpStream::connect(sluice.addr("db"))
+        .await
+        .unwrap();
+    let (mut from_tunnel, mut to_tunnel) = tunnel.into_split();
+    to_tunnel.write_all(b"hello").await.unwrap();
+    let mut hello = [0u8; 5];
+    from_tunnel.read_exact(&mut hello).await.unwrap();
+
+    let worker = sluice.workers()[0].0.unwrap();
+    let limit = lowest_free_descriptor(worker);
+    let none_left = rustix::process::Rlimit {
+        current: Some(limit),
+        maximum: Some(limit),
+    };
+    let pid = rustix::process::Pid::from_raw(worker as i32).unwrap();
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, none_left).unwrap();
+
+    // Reads that fill the copy buffer move a tunnel to splice, which needs
+    // a pipe the worker cannot open now.
+    let sent: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let expected = sent.clone();
+    let writer = tokio::spawn(async move {
+        to_tunnel.write_all(&sent).await.unwrap();
+        to_tunnel
+    });
+    let mut echoed = vec![0u8; expected.len()];
+    let read =
+        tokio::time::timeout(Duration::from_secs(20), from_tunnel.read_exact(&mut echoed)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the tunnel broke without descriptors: {read:?}"
+    );
+    assert!(echoed == expected, "the bytes came back changed");
+    writer.await.unwrap();
 }

@@ -281,7 +281,8 @@ fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
 }
 
 /// Raises the soft open-files limit to the hard one (each connection holds
-/// one or two descriptors).
+/// one or two descriptors, and a TCP tunnel up to four more for its pipes
+/// while it splices).
 fn raise_open_files_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);

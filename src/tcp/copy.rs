@@ -48,7 +48,8 @@ pub enum CopyMode {
     /// `read` into a user-space buffer, `write` it out.
     Buffered,
     /// `splice` from the socket into a pipe and from the pipe to the other
-    /// socket: no copy through user space.
+    /// socket: no copy through user space. Through the buffer when no pipe
+    /// can be made.
     Splice,
     /// Buffered until a read fills the buffer, then splice until a run of
     /// small transfers; per direction.
@@ -77,9 +78,6 @@ pub enum CopyError {
     /// Reading from or writing to the upstream failed.
     #[error("upstream: {0}")]
     Upstream(io::Error),
-    /// No pipe could be made for splice (out of descriptors).
-    #[error("cannot create a pipe: {0}")]
-    Pipe(io::Error),
 }
 
 /// Bytes moved each way by a tunnel that ended cleanly.
@@ -187,16 +185,26 @@ async fn one_way(
     let mut small = 0;
     loop {
         let n = if splicing {
-            let pipe = match &pipe {
-                Some(pipe) => pipe,
-                None => pipe.insert(Pipe::new().map_err(CopyError::Pipe)?),
+            let through = match &pipe {
+                Some(through) => through,
+                None => match Pipe::new() {
+                    Ok(made) => pipe.insert(made),
+                    Err(error) => {
+                        // Out of descriptors or pipe memory: the tunnel
+                        // goes on through the buffer (an adaptive one tries
+                        // again at its next full read).
+                        tracing::debug!(%error, "no pipe for splice; copying through the buffer");
+                        splicing = false;
+                        continue;
+                    }
+                },
             };
-            let n = splice_in(from.as_ref(), pipe)
+            let n = splice_in(from.as_ref(), through)
                 .await
                 .map_err(|e| side.read_error(e))?;
             if n > 0 {
                 side.moved(n);
-                splice_out(pipe, to.as_ref(), n, &side)
+                splice_out(through, to.as_ref(), n, &side)
                     .await
                     .map_err(|e| side.write_error(e))?;
             }
@@ -204,8 +212,12 @@ async fn one_way(
                 small = if n < SMALL_SPLICE { small + 1 } else { 0 };
                 // The bulk part is over (a big reply was followed by small
                 // exchanges): back to the cheaper read/write. The pipe is
-                // empty and kept for the next burst.
+                // empty; it is closed, so an open tunnel holds only its
+                // two sockets and no pipe memory between bursts.
                 splicing = small < SMALL_SPLICES_TO_SWITCH_BACK;
+                if !splicing {
+                    pipe = None;
+                }
             }
             n
         } else {
