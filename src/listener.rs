@@ -28,8 +28,9 @@ pub fn bind(addr: SocketAddr, defer: bool) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     let listener = socket.into();
-    if defer {
-        set_deferred_accept(&listener, true)?;
+    if defer && let Err(error) = set_deferred_accept(&listener, true) {
+        // Only a saving is lost: connections are accepted on handshake.
+        tracing::warn!(%addr, %error, "cannot defer accepting");
     }
     Ok(listener)
 }

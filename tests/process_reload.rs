@@ -222,7 +222,7 @@ async fn a_removed_listener_stops_accepting_and_its_tunnels_end_at_drain_timeout
 }
 
 #[tokio::test]
-async fn a_listener_turned_from_http_to_tcp_hears_a_server_that_speaks_first() {
+async fn an_http_listener_defers_accepting_until_turned_into_tcp_by_a_reload() {
     let backend = Backend::start("app").await;
     let greeter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let greeter_addr = greeter.local_addr().unwrap();
@@ -236,6 +236,15 @@ async fn a_listener_turned_from_http_to_tcp_hears_a_server_that_speaks_first() {
     });
     let sluice = Supervisor::run(&config(&backend, greeter_addr, 1));
     let web = sluice.addr("web");
+    // As HTTP, a connection is handed over with its first bytes.
+    let silent = tokio::net::TcpStream::connect(web).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sluice.status_value("LISTENER", "web", 4),
+        "0",
+        "a silent connection was accepted"
+    );
+    drop(silent);
     let http_rules = "    headers:\n      - key: x-gen\n        value: \"2\"\n    rules:\n      - path: /*\n        upstreams: [app]\n";
     let as_tcp = config(&backend, greeter_addr, 2);
     assert!(as_tcp.contains(http_rules));

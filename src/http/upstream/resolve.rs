@@ -21,7 +21,11 @@
 //!   at the same time share one lookup, and a failed one is not repeated
 //!   for [`FRESH`]: connects in that second fail at once with its error.
 //!   So a resolver that hangs during an outage gets one lookup per name at
-//!   a time, not one per connect piling up in tokio's blocking pool.
+//!   a time, not one per connect piling up in tokio's blocking pool. (A
+//!   lookup whose connect is cut at `connect_timeout` is handed over to a
+//!   waiting connect, which asks again: the cut one's blocking call runs
+//!   on, so a resolver that hangs longer than `connect_timeout` gets one
+//!   more lookup per name and `connect_timeout`.)
 //!
 //! The cache is per thread: each worker (and the health checker) has its
 //! own, with no locking.
