@@ -489,9 +489,9 @@ pub struct ConnectionGuard {
 }
 
 impl ConnectionGuard {
-    /// Counts an accepted connection on `listener`.
+    /// Counts a connection as open on `listener` (the total of accepted
+    /// ones is the caller's to count, once it admits the connection).
     pub fn new(row: &Row, listener: usize) -> ConnectionGuard {
-        row.add_listener(listener, ListenerCounter::ConnectionsTotal, 1);
         row.add_listener(listener, ListenerCounter::ConnectionsActive, 1);
         ConnectionGuard {
             row: row.clone(),

@@ -109,18 +109,24 @@ impl Worker {
             .ok_or(Refusal::ListenerRemoved)?;
         let listener = &runtime.listeners[index];
         let slot = listener.slot;
+        // Counted first, then checked: two workers admitting at once both
+        // see each other, so the limit is never passed (at worst both
+        // refuse).
+        let connection = ConnectionGuard::new(&self.row, slot);
         if self
             .row
             .region()
             .listener_total(slot, ListenerCounter::ConnectionsActive)
-            >= u64::from(listener.settings.max_connections)
+            > u64::from(listener.settings.max_connections)
         {
+            drop(connection);
             self.row
                 .add_listener(slot, ListenerCounter::ConnectionsRefused, 1);
             return Err(Refusal::Full);
         }
+        self.row
+            .add_listener(slot, ListenerCounter::ConnectionsTotal, 1);
         self.open.set(self.open.get() + 1);
-        let connection = ConnectionGuard::new(&self.row, slot);
         Ok(Admitted {
             worker: Rc::clone(self),
             _connection: connection,
