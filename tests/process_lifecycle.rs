@@ -352,6 +352,54 @@ async fn a_closed_stderr_does_not_stop_requests_that_log() {
     assert!(alive(sluice.pid()));
 }
 
+/// A TCP echo server on 127.0.0.1.
+async fn echo_upstream() -> std::net::SocketAddr {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// One worker, one TCP listener `db` in front of `echo`, and `top` keys.
+fn tunnel_config(echo: std::net::SocketAddr, top: &str) -> String {
+    format!(
+        "workers: 1\n{top}upstreams:\n  - id: echo\n    address: {echo}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [echo]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_stop_drains_for_the_whole_drain_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sluice = Supervisor::run(&tunnel_config(
+        echo_upstream().await,
+        "drain_timeout: 10s\n",
+    ));
+    let mut tunnel = tokio::net::TcpStream::connect(sluice.addr("db"))
+        .await
+        .unwrap();
+    signal(sluice.pid(), Signal::TERM);
+    // Past the supervisor's 5 s watchdog for silent workers.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let mut echoed = [0u8; 5];
+    let round_trip = async {
+        tunnel.write_all(b"still").await?;
+        tunnel.read_exact(&mut echoed).await
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(2), round_trip).await;
+    assert!(
+        matches!(answered, Ok(Ok(_))),
+        "the tunnel was cut before drain_timeout: {answered:?}"
+    );
+    assert_eq!(&echoed, b"still");
+}
+
 /// The lowest descriptor number `pid` does not use: with its open-files
 /// limit set to this, the process can open nothing more.
 fn lowest_free_descriptor(pid: u32) -> u64 {
@@ -365,19 +413,7 @@ fn lowest_free_descriptor(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_keeps_moving_bulk_data_when_its_worker_is_out_of_descriptors() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    let sluice = Supervisor::run(&format!(
-        "workers: 1\nupstreams:\n  - id: echo\n    address: {echo_addr}\n    health_check: {{ kind: none }}\nlisteners:\n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [echo]\n"
-    ));
+    let sluice = Supervisor::run(&tunnel_config(echo_upstream().await, ""));
     let tunnel = tokio::net::TcpStream::connect(sluice.addr("db"))
         .await
         .unwrap();

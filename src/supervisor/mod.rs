@@ -577,8 +577,11 @@ impl Supervisor {
     }
 
     fn check_watchdog(&mut self) {
+        // A stopping worker has left its loop and sends no heartbeats while
+        // it drains; the stop's own deadline bounds it instead.
         for (index, state) in self.workers.iter().enumerate() {
             if let Some(pid) = state.pid
+                && self.stopping.is_none()
                 && state.last_seen.elapsed() > WATCHDOG
             {
                 tracing::error!(worker = index, pid, "worker stopped answering; killing it");
