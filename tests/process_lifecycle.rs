@@ -449,3 +449,24 @@ async fn a_tunnel_keeps_moving_bulk_data_when_its_worker_is_out_of_descriptors()
     assert!(echoed == expected, "the bytes came back changed");
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn workers_are_replaced_after_the_binary_was_removed_from_disk() {
+    let backend = Backend::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("sluice");
+    std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &copy).unwrap();
+    let sluice = Supervisor::start_binary(&copy, &config(&[&backend], 1, ""), true);
+    // As when an upgrade replaces the file under a running balancer.
+    std::fs::remove_file(&copy).unwrap();
+    let victim = sluice.workers()[0].0.unwrap();
+    signal(victim, Signal::KILL);
+    let replaced = sluice.wait_for(Duration::from_secs(5), || {
+        let workers = sluice.workers();
+        workers
+            .iter()
+            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
+    });
+    assert!(replaced, "no replacement: {:?}", sluice.workers());
+    sluice.assert_serves("web").await;
+}

@@ -331,9 +331,12 @@ impl Supervisor {
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let (ours, theirs) = channel::pair()?;
         let region_fd = self.region.fd().try_clone_to_owned()?;
-        let mut command = tokio::process::Command::new(
-            std::env::current_exe().context("locating the sluice binary")?,
-        );
+        // Ready before the child exists, so no failure leaves it running.
+        let channel = Rc::new(Channel::new(ours)?);
+        let message = self.config_message()?;
+        // The binary this supervisor runs, also once it has been replaced
+        // or removed on disk (an upgrade in place): the kernel keeps it.
+        let mut command = tokio::process::Command::new("/proc/self/exe");
         command
             .arg("worker")
             .args([
@@ -361,8 +364,6 @@ impl Supervisor {
             .context("passing descriptors to the worker")?;
         let mut child = command.spawn().context("starting a worker")?;
         let pid = child.id().unwrap_or_default();
-        let channel = Rc::new(Channel::new(ours)?);
-        let message = self.config_message()?;
         let now = Instant::now();
         let state = &mut self.workers[index];
         state.pid = Some(pid);
@@ -521,8 +522,20 @@ impl Supervisor {
             Event::Exited(index, pid, status) => self.exited(index, pid, status),
             Event::ChecksDone(generation) => self.push_reload(generation),
             Event::Respawn(index) => {
-                if self.stopping.is_none() && self.workers[index].pid.is_none() {
-                    self.spawn(index)?;
+                if self.stopping.is_none()
+                    && self.workers[index].pid.is_none()
+                    && let Err(error) = self.spawn(index)
+                {
+                    // Out of processes or descriptors, say: the others
+                    // keep serving, and this one is tried again.
+                    tracing::error!(
+                        worker = index,
+                        error = format!("{error:#}"),
+                        "cannot start a worker"
+                    );
+                    // Counts as a quick death, so the retries back off.
+                    self.workers[index].started = Instant::now();
+                    self.schedule_respawn(index);
                 }
             }
             Event::Admin(page, reply) => {
@@ -557,6 +570,14 @@ impl Supervisor {
             tracing::info!(worker = index, pid, %status, "worker stopped");
             return;
         }
+        tracing::warn!(worker = index, pid, %status, "worker exited; replacing it");
+        self.schedule_respawn(index);
+    }
+
+    /// Starts worker `index` again after a delay that doubles with each
+    /// quick death in a row (a crash loop does not spin the CPU).
+    fn schedule_respawn(&mut self, index: usize) {
+        let state = &mut self.workers[index];
         let lived = state.started.elapsed();
         state.quick_deaths = if lived < QUICK_DEATH {
             state.quick_deaths + 1
@@ -568,7 +589,7 @@ impl Supervisor {
             0 | 1 => Duration::ZERO,
             n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 2)).min(MAX_BACKOFF),
         };
-        tracing::warn!(worker = index, pid, %status, restart_in = ?delay, "worker exited; replacing it");
+        tracing::debug!(worker = index, restart_in = ?delay, "worker restart scheduled");
         let events = self.events.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(delay).await;

@@ -20,7 +20,12 @@ pub struct Supervisor {
 
 /// `sluice` with the given state directory.
 pub fn command(state: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command_of(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), state)
+}
+
+/// The sluice binary at `binary` with the given state directory.
+pub fn command_of(binary: &std::path::Path, state: &std::path::Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env("XDG_RUNTIME_DIR", state)
         .env("SLUICE_LOG", "info")
@@ -38,11 +43,17 @@ impl Supervisor {
     /// ready (as when the terminal or log collector that started it went
     /// away) unless `keep_stderr`.
     pub fn start(yaml: &str, keep_stderr: bool) -> Supervisor {
+        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+        Supervisor::start_binary(binary, yaml, keep_stderr)
+    }
+
+    /// As [`Supervisor::start`], with the sluice binary at `binary`.
+    pub fn start_binary(binary: &std::path::Path, yaml: &str, keep_stderr: bool) -> Supervisor {
         let state = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("sluice.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let mut child = command(state.path())
+        let mut child = command_of(binary, state.path())
             .args(["run", "-c"])
             .arg(&config)
             .stderr(Stdio::piped())
