@@ -116,6 +116,13 @@ impl fmt::Display for ConfigErrors {
 ///
 /// An unreadable file (missing, not UTF-8, too large) is a single error.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_text(path).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the text it validated: the supervisor hands
+/// workers exactly that text, not a second read of a file that may have
+/// changed in between.
+pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let whole_file = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
@@ -139,7 +146,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| whole_file("cannot read config: the file is not UTF-8 text".to_owned()))?;
-    parse(&text, path)
+    let config = parse(&text, path)?;
+    Ok((config, text))
 }
 
 /// Validates config `text`. `source` is the file it came from: it names the

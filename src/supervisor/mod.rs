@@ -192,7 +192,8 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         let _context = rt.enter();
         Signals::new()?
     };
-    let (config, text) = load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let (config, text) =
+        config::load_with_text(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     runtime::compile(&config)?;
     raise_open_files_limit();
     let count = match config.workers {
@@ -271,13 +272,6 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             .wait_until_ready(receiver, control, &dir, signals)
             .await
     })
-}
-
-/// Reads and validates the config file, keeping its text for the workers.
-fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
-    let config = config::load(path)?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    Ok((config, text))
 }
 
 /// Raises the soft open-files limit to the hard one (each connection holds
@@ -732,7 +726,8 @@ impl Supervisor {
     /// supervisor's own state to the new generation. Nothing changes when
     /// it fails.
     fn prepare_reload(&mut self) -> Result<String, String> {
-        let (config, text) = load(&self.config.source).map_err(|errors| format!("{errors}\n"))?;
+        let (config, text) =
+            config::load_with_text(&self.config.source).map_err(|errors| format!("{errors}\n"))?;
         runtime::compile(&config)
             .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
         let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
