@@ -113,6 +113,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("{}: {error}", arg.config.display());
                 return Ok(1);
             }
+            // A warning only: the file may be checked on another machine
+            // than the one it runs on (start and reload refuse it).
+            if let Some(user) = &config.user
+                && let Err(error) = crate::worker::check_user(user)
+            {
+                eprintln!("warning: {}: {error:#}", arg.config.display());
+            }
             print!("{}", summary(&config));
             Ok(0)
         }

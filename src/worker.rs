@@ -200,12 +200,38 @@ fn compile(message: ConfigMessage) -> anyhow::Result<Generation> {
     })
 }
 
+/// Whether workers can run as `user`: it exists, and this process is
+/// root or already that user. Checked by `sluice check`, at start and on
+/// reload, so a wrong `user:` is a clear error there instead of workers
+/// that fail to start, again and again, behind a balancer that says it is
+/// ready.
+pub fn check_user(user: &str) -> anyhow::Result<()> {
+    let entry = find_user(user)?;
+    let me = nix::unistd::geteuid();
+    if !me.is_root() && me != entry.uid {
+        anyhow::bail!(
+            "`user: {user}` needs sluice to run as root (it runs as uid {me}); remove `user:` to run workers as uid {me}"
+        );
+    }
+    Ok(())
+}
+
+fn find_user(user: &str) -> anyhow::Result<nix::unistd::User> {
+    nix::unistd::User::from_name(user)
+        .with_context(|| format!("looking up user `{user}`"))?
+        .ok_or_else(|| anyhow::anyhow!("`user: {user}`: no such user"))
+}
+
 /// Drops this process to `user` and its primary group (supplementary
 /// groups cleared first, then the group, then the user: the order that
-/// leaves no privilege behind).
+/// leaves no privilege behind). Nothing to drop when it already runs as
+/// that user.
 fn drop_privileges(user: &str) -> anyhow::Result<()> {
-    use nix::unistd::{User, setgid, setgroups, setuid};
-    let entry = User::from_name(user)?.ok_or_else(|| anyhow::anyhow!("no such user `{user}`"))?;
+    use nix::unistd::{geteuid, setgid, setgroups, setuid};
+    let entry = find_user(user)?;
+    if !geteuid().is_root() && geteuid() == entry.uid {
+        return Ok(());
+    }
     setgroups(&[entry.gid]).context("setgroups")?;
     setgid(entry.gid).context("setgid")?;
     setuid(entry.uid).context("setuid")?;

@@ -242,3 +242,45 @@ async fn demo_answers_from_its_three_backends() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_user_that_does_not_exist_is_refused_by_run_and_warned_about_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        "user: sluice-no-such-user\nupstreams:\n  - id: app\n    address: 127.0.0.1:9\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n",
+    )
+    .unwrap();
+    // `check` may run on another machine than the config: it warns.
+    let check = sluice().args(["check", "-c"]).arg(&path).output().unwrap();
+    assert_eq!(check.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("`user: sluice-no-such-user`: no such user"),
+        "{stderr}"
+    );
+
+    let mut run = sluice()
+        .args(["run", "-c"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("sluice run started with a user that does not exist");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("no such user"), "{stderr}");
+}

@@ -195,6 +195,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let (config, text) =
         config::load_with_text(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     runtime::compile(&config)?;
+    if let Some(user) = &config.user {
+        crate::worker::check_user(user)?;
+    }
     raise_open_files_limit();
     let count = match config.workers {
         Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -730,6 +733,10 @@ impl Supervisor {
             config::load_with_text(&self.config.source).map_err(|errors| format!("{errors}\n"))?;
         runtime::compile(&config)
             .map_err(|error| format!("{}: {error}\n", config.source.display()))?;
+        if let Some(user) = &config.user {
+            crate::worker::check_user(user)
+                .map_err(|error| format!("{}: {error:#}\n", config.source.display()))?;
+        }
         let slots = Slots::assign(&config, &self.slots).map_err(|error| format!("{error}\n"))?;
         let admin = admin::plan(self.admin.as_ref(), config.admin.as_ref())?;
         let bound = rebind(&mut self.bound, &config.listeners)?;
