@@ -325,3 +325,27 @@ async fn a_reload_refused_for_a_taken_port_leaves_the_listeners_as_they_were() {
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     sluice.assert_serves("web").await;
 }
+
+#[tokio::test]
+async fn a_reload_signal_during_a_reload_is_applied_after_it() {
+    let backend = Backend::start("app").await;
+    let (hole, _fillers, _listener) = common::sockets::blackhole();
+    let web = "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n";
+    let base = format!("workers: 1\n{}", upstreams_yaml(&[&backend]));
+    let sluice = Supervisor::run(&format!("{base}{web}"));
+    // The next generation waits for its new upstream's first check, which
+    // hangs until its timeout.
+    let slow = format!(
+        "  - id: slow\n    address: {hole}\n    health_check: {{ kind: tcp, timeout: 2s }}\n"
+    );
+    sluice.rewrite(&format!("{base}{slow}{web}"));
+    signal(sluice.pid(), rustix::process::Signal::HUP);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let late = "  - name: late\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [app]\n";
+    sluice.rewrite(&format!("{base}{slow}{web}{late}"));
+    signal(sluice.pid(), rustix::process::Signal::HUP);
+    let applied = sluice.wait_for(std::time::Duration::from_secs(10), || {
+        sluice.status().contains("late")
+    });
+    assert!(applied, "the second reload was lost:\n{}", sluice.status());
+}

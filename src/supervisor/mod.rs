@@ -165,6 +165,9 @@ struct Supervisor {
     workers: Vec<WorkerState>,
     events: mpsc::UnboundedSender<Event>,
     pending: Option<PendingReload>,
+    /// A SIGHUP came while `pending` was under way: reload again once it
+    /// ends, so an edit made meanwhile is not lost.
+    reload_queued: bool,
     stopping: Option<Instant>,
     reloads: (u64, u64),
     health: HealthHandle,
@@ -254,6 +257,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             workers,
             events,
             pending: None,
+            reload_queued: false,
             stopping: None,
             reloads: (0, 0),
             health,
@@ -661,6 +665,10 @@ impl Supervisor {
             return;
         }
         if self.pending.is_some() {
+            if reply.is_none() {
+                tracing::info!("reload signal during a reload; reloading again once it ends");
+                self.reload_queued = true;
+            }
             answer(reply, false, "a reload is already in progress\n".to_owned());
             return;
         }
@@ -794,6 +802,9 @@ impl Supervisor {
                     format!("a worker rejected the config: {error}\n"),
                 );
             }
+        }
+        if std::mem::take(&mut self.reload_queued) {
+            self.reload(None);
         }
     }
 }
