@@ -71,13 +71,39 @@ pub fn state_dir() -> PathBuf {
 
 /// Creates the state directory if needed.
 pub fn ensure_state_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
     let dir = state_dir();
+    ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Creates `dir` (mode 0700) if needed, and refuses one that is not a
+/// directory of this user closed to everyone else: under a shared `/tmp`
+/// another user could have made it first, to take over the control
+/// socket or point the log file elsewhere through a link.
+fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&dir)?;
-    Ok(dir)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    let problem = if !meta.is_dir() {
+        Some("it is not a directory".to_owned())
+    } else if meta.uid() != me {
+        Some(format!("it belongs to uid {}, not {me}", meta.uid()))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!("others may use it (mode {:o})", meta.mode() & 0o777))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(std::io::Error::other(format!(
+            "state directory {}: {problem}; remove it, or set XDG_RUNTIME_DIR",
+            dir.display()
+        ))),
+    }
 }
 
 /// The control socket of supervisor `pid`.
@@ -152,4 +178,29 @@ fn request_at(
     let mut rest = String::new();
     reader.read_to_string(&mut rest)?;
     Ok((first.trim() == "ok", rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_state_directory_others_can_use_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("sluice");
+        ensure_private_dir(&dir).unwrap();
+        ensure_private_dir(&dir).unwrap();
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(error.contains("others may use it (mode 777)"), "{error}");
+
+        let elsewhere = parent.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = parent.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let error = ensure_private_dir(&link).unwrap_err().to_string();
+        assert!(error.contains("not a directory"), "{error}");
+    }
 }
