@@ -93,7 +93,10 @@ fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     } else if meta.uid() != me {
         Some(format!("it belongs to uid {}, not {me}", meta.uid()))
     } else if meta.mode() & 0o077 != 0 {
-        Some(format!("others may use it (mode {:o})", meta.mode() & 0o777))
+        Some(format!(
+            "others may use it (mode {:o})",
+            meta.mode() & 0o777
+        ))
     } else {
         None
     };

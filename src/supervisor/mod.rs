@@ -488,11 +488,17 @@ impl Supervisor {
                 _ = interrupt.recv() => self.signal_stop(),
                 _ = quit.recv() => self.kill_all_and_exit(),
                 _ = hangup.recv() => self.reload(None),
-                accepted = control.accept() => {
-                    if let Ok((stream, _)) = accepted {
+                accepted = control.accept() => match accepted {
+                    Ok((stream, _)) => {
                         tokio::task::spawn_local(serve_control(stream, self.events.clone()));
                     }
-                }
+                    Err(error) => {
+                        // Out of descriptors, say: a pause instead of a
+                        // loop that retries at full speed.
+                        tracing::warn!(%error, "cannot accept a control connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
                 _ = watchdog.tick() => self.check_watchdog(),
             }
         }
@@ -844,7 +850,7 @@ async fn serve_control(stream: tokio::net::UnixStream, events: mpsc::UnboundedSe
         }
         None => (false, format!("unknown command {:?}\n", line.trim())),
     };
-    let _ = write
-        .write_all(format!("{}\n{text}", if ok { "ok" } else { "error" }).as_bytes())
-        .await;
+    // A client that never reads must not keep this task and its socket.
+    let answer = format!("{}\n{text}", if ok { "ok" } else { "error" });
+    let _ = tokio::time::timeout(Duration::from_secs(5), write.write_all(answer.as_bytes())).await;
 }
