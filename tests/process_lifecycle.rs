@@ -29,15 +29,8 @@ async fn a_killed_worker_is_replaced_and_counters_do_not_go_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before: u64 = sluice.status_value("LISTENER", "web", 4).parse().unwrap();
-    let victim = sluice.workers()[0].0.unwrap();
-    signal(victim, Signal::KILL);
     let killed_at = Instant::now();
-    let replaced = sluice.wait_for(Duration::from_secs(3), || {
-        let workers = sluice.workers();
-        workers
-            .iter()
-            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
-    });
+    let replaced = sluice.kill_a_worker_and_wait_for_its_replacement(Duration::from_secs(3));
     let took = killed_at.elapsed();
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     assert!(took < Duration::from_secs(1), "replacement took {took:?}");
@@ -352,21 +345,6 @@ async fn a_closed_stderr_does_not_stop_requests_that_log() {
     assert!(alive(sluice.pid()));
 }
 
-/// A TCP echo server on 127.0.0.1.
-async fn echo_upstream() -> std::net::SocketAddr {
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 /// One worker, one TCP listener `db` in front of `echo`, and `top` keys.
 fn tunnel_config(echo: std::net::SocketAddr, top: &str) -> String {
     format!(
@@ -378,7 +356,7 @@ fn tunnel_config(echo: std::net::SocketAddr, top: &str) -> String {
 async fn a_stop_drains_for_the_whole_drain_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sluice = Supervisor::run(&tunnel_config(
-        echo_upstream().await,
+        common::sockets::echo_server().await,
         "drain_timeout: 10s\n",
     ));
     let mut tunnel = tokio::net::TcpStream::connect(sluice.addr("db"))
@@ -413,7 +391,7 @@ fn lowest_free_descriptor(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_keeps_moving_bulk_data_when_its_worker_is_out_of_descriptors() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sluice = Supervisor::run(&tunnel_config(echo_upstream().await, ""));
+    let sluice = Supervisor::run(&tunnel_config(common::sockets::echo_server().await, ""));
     let tunnel = tokio::net::TcpStream::connect(sluice.addr("db"))
         .await
         .unwrap();
@@ -459,14 +437,7 @@ async fn workers_are_replaced_after_the_binary_was_removed_from_disk() {
     let sluice = Supervisor::start_binary(&copy, &config(&[&backend], 1, ""), true);
     // As when an upgrade replaces the file under a running balancer.
     std::fs::remove_file(&copy).unwrap();
-    let victim = sluice.workers()[0].0.unwrap();
-    signal(victim, Signal::KILL);
-    let replaced = sluice.wait_for(Duration::from_secs(5), || {
-        let workers = sluice.workers();
-        workers
-            .iter()
-            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
-    });
+    let replaced = sluice.kill_a_worker_and_wait_for_its_replacement(Duration::from_secs(5));
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     sluice.assert_serves("web").await;
 }

@@ -16,21 +16,6 @@ fn config(backend: &Backend, echo: std::net::SocketAddr, generation: usize) -> S
     )
 }
 
-async fn echo_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 fn gen_seen(backend: &Backend, uri: &str) -> String {
     let seen = backend.seen();
     let request = seen
@@ -44,7 +29,7 @@ fn gen_seen(backend: &Backend, uri: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_lose_nothing() {
     let backend = Backend::start("app").await;
-    let echo = echo_server().await;
+    let echo = common::sockets::echo_server().await;
     let sluice = Supervisor::run(&config(&backend, echo, 0));
     let web = sluice.addr("web");
     let fds_before = fd_count(sluice.pid());
@@ -130,7 +115,7 @@ async fn twenty_reloads_under_load_lose_nothing() {
 #[tokio::test]
 async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
     let backend = Backend::start("app").await;
-    let echo = echo_server().await;
+    let echo = common::sockets::echo_server().await;
     let sluice = Supervisor::run(&config(&backend, echo, 1));
     let web = sluice.addr("web");
     sluice.rewrite(&config(&backend, echo, 2).replace("    rules:\n", "    rulez:\n"));
@@ -176,7 +161,7 @@ async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
 #[tokio::test]
 async fn a_removed_listener_stops_accepting_and_its_tunnels_end_at_drain_timeout() {
     let backend = Backend::start("app").await;
-    let echo = echo_server().await;
+    let echo = common::sockets::echo_server().await;
     let with_drain = |generation| {
         config(&backend, echo, generation).replace("drain_timeout: 5s", "drain_timeout: 1s")
     };
@@ -224,16 +209,7 @@ async fn a_removed_listener_stops_accepting_and_its_tunnels_end_at_drain_timeout
 #[tokio::test]
 async fn an_http_listener_defers_accepting_until_turned_into_tcp_by_a_reload() {
     let backend = Backend::start("app").await;
-    let greeter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let greeter_addr = greeter.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = greeter.accept().await {
-            tokio::spawn(async move {
-                let _ = stream.write_all(b"220 ready\r\n").await;
-                let _ = stream.read(&mut [0u8; 1]).await;
-            });
-        }
-    });
+    let greeter_addr = common::sockets::greeting_server().await;
     let sluice = Supervisor::run(&config(&backend, greeter_addr, 1));
     let web = sluice.addr("web");
     // As HTTP, a connection is handed over with its first bytes.
@@ -314,14 +290,8 @@ async fn a_reload_refused_for_a_taken_port_leaves_the_listeners_as_they_were() {
 
     // A replacement worker gets the sockets under the running config's
     // names.
-    let victim = sluice.workers()[0].0.unwrap();
-    signal(victim, rustix::process::Signal::KILL);
-    let replaced = sluice.wait_for(std::time::Duration::from_secs(5), || {
-        let workers = sluice.workers();
-        workers
-            .iter()
-            .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
-    });
+    let replaced =
+        sluice.kill_a_worker_and_wait_for_its_replacement(std::time::Duration::from_secs(5));
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     sluice.assert_serves("web").await;
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice::counters::{ListenerCounter, UpstreamCounter};
-use tcp_support::sockets::{blackhole, refused_address};
-use tcp_support::{Tcp, closed_by_peer, echo_server, read_to_end, recording_server, round_trip};
+use tcp_support::sockets::{blackhole, echo_server, refused_address};
+use tcp_support::{Tcp, closed_by_peer, read_to_end, recording_server, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -262,16 +262,7 @@ async fn a_connect_that_hangs_is_cut_at_connect_timeout_and_retried() {
 
 #[tokio::test]
 async fn a_server_that_speaks_first_is_heard_before_the_client_sends() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let greeter = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = stream.write_all(b"220 ready\r\n").await;
-                let _ = stream.read(&mut [0u8; 1]).await;
-            });
-        }
-    });
+    let greeter = tcp_support::sockets::greeting_server().await;
     let tcp = Tcp::start(&[greeter], "", "");
     let mut client = TcpStream::connect(tcp.addr()).await.unwrap();
     let mut greeting = [0u8; 11];

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice::counters::UpstreamCounter;
-use tcp_support::sockets::resetting_server;
-use tcp_support::{Tcp, closed_by_peer, echo_server, round_trip};
+use tcp_support::sockets::{echo_server, resetting_server};
+use tcp_support::{Tcp, closed_by_peer, round_trip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

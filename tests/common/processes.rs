@@ -149,6 +149,18 @@ impl Supervisor {
         std::fs::write(&self.config, yaml).unwrap();
     }
 
+    /// Kills worker 0 with SIGKILL and waits up to `limit` until every
+    /// worker runs again, none of them the killed one.
+    pub fn kill_a_worker_and_wait_for_its_replacement(&self, limit: Duration) -> bool {
+        let victim = self.workers()[0].0.unwrap();
+        signal(victim, rustix::process::Signal::KILL);
+        self.wait_for(limit, || {
+            self.workers()
+                .iter()
+                .all(|(pid, state)| pid.is_some() && *pid != Some(victim) && state == "running")
+        })
+    }
+
     /// Waits for `condition` for up to `limit`.
     pub fn wait_for(&self, limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + limit;

@@ -1,6 +1,6 @@
 //! Misbehaving peers the HTTP, TCP and health tests all need: an address
-//! that refuses connections, one where connecting hangs, and a server that
-//! resets them. `common` and `tcp_support` include it; other tests declare
+//! that refuses connections, one where connecting hangs, a server that
+//! resets them, one that speaks before its client does, and an echo. `common` and `tcp_support` include it; other tests declare
 //! it themselves.
 
 #![allow(dead_code)]
@@ -17,6 +17,39 @@ pub fn refused_address() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// A TCP echo server: writes back what it reads and, at end of stream,
+/// half-closes its side once everything was echoed.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server that greets each connection with `220 ready\r\n` before its
+/// client sends anything (as SMTP and MySQL servers do), then waits.
+pub async fn greeting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"220 ready\r\n").await;
+                let _ = stream.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    addr
 }
 
 /// A server that reads once from each connection, writes `reply` (if any),

@@ -85,23 +85,6 @@ impl Tcp {
     }
 }
 
-/// A TCP echo server: writes back what it reads and, at end of stream,
-/// half-closes its side once everything was echoed.
-pub async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 /// What a recording server received, one entry per connection, appended
 /// as bytes arrive.
 pub type Received = Arc<Mutex<Vec<Vec<u8>>>>;
