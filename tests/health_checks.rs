@@ -69,11 +69,30 @@ async fn redis_and_postgres_checks_judge_the_answer() {
             false,
         ),
         ("redis-close", Fake::Close, "redis", false),
-        ("pg-n", Fake::Reply(b"N"), "postgres", true),
-        ("pg-s", Fake::Reply(b"S"), "postgres", true),
+        (
+            "pg-password",
+            Fake::Reply(b"R\x00\x00\x00\x08\x00\x00\x00\x05"),
+            "postgres",
+            true,
+        ),
+        (
+            "pg-no-role",
+            Fake::Reply(b"E\x00\x00\x00(SFATAL\x00C28000\x00Mrole does not exist\x00\x00"),
+            "postgres",
+            true,
+        ),
+        (
+            "pg-shutting-down",
+            Fake::Reply(
+                b"E\x00\x00\x009SFATAL\x00C57P03\x00Mthe database system is shutting down\x00\x00",
+            ),
+            "postgres",
+            false,
+        ),
+        ("pg-ssl-answer", Fake::Reply(b"N"), "postgres", false),
         (
             "pg-garbage",
-            Fake::Reply(b"E\x00\x00\x00\x10SFATAL"),
+            Fake::Reply(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
             "postgres",
             false,
         ),

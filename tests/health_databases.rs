@@ -144,6 +144,15 @@ impl Postgres {
         server
     }
 
+    /// A smart shutdown: open sessions go on, new connections are refused
+    /// until they end. Returns at once.
+    fn begin_smart_stop(&self) {
+        run(as_postgres(&self.pg_ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "smart", "-W", "stop"]));
+    }
+
     fn stop(&self) {
         let _ = as_postgres(&self.pg_ctl)
             .arg("-D")
@@ -199,7 +208,7 @@ async fn a_postgres_check_passes_against_postgresql_and_fails_once_it_stops() {
     assert!(handle.wait_first_round());
     assert!(
         region.is_up(0),
-        "SSLRequest answered: {:?}",
+        "startup answered: {:?}",
         results(&region, 0)
     );
     server.stop();
@@ -207,5 +216,42 @@ async fn a_postgres_check_passes_against_postgresql_and_fails_once_it_stops() {
         !region.is_up(0)
     })
     .await;
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_check_fails_while_the_server_refuses_new_connections() {
+    let (Some(initdb), Some(pg_ctl)) = (require("initdb"), require("pg_ctl")) else {
+        return;
+    };
+    let port = free_port();
+    let server = Postgres::start(&initdb, &pg_ctl, port);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(&[upstream(
+        "db",
+        addr,
+        "kind: postgres, interval: 100ms, timeout: 500ms, rise: 1, fall: 1",
+    )]);
+    let (handle, region) = checker(&cfg);
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0), "logged in: {:?}", results(&region, 0));
+    // An open session keeps a smart shutdown waiting, and the server
+    // refusing every new connection meanwhile.
+    let (session, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    server.begin_smart_stop();
+    wait_for(
+        Duration::from_secs(5),
+        "down while postgres shuts down",
+        || !region.is_up(0),
+    )
+    .await;
+    drop(session);
+    let _ = connection.await;
     handle.stop();
 }

@@ -173,7 +173,8 @@ pub enum HealthCheckKind {
     Http,
     /// `PING` answers `+PONG`.
     Redis,
-    /// An SSLRequest is answered `S` or `N`.
+    /// A startup message is answered with anything but "not taking
+    /// connections now" (see `health::probe`).
     Postgres,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every kind opens a fresh TCP connection (never a pooled one, so a probe
 //! sees what a new client would), says as little as the protocol allows,
-//! reads only the first line or byte of the answer, and closes. The whole
+//! reads only the first line or message of the answer, and closes. The whole
 //! probe, connect included, is bounded by the check's `timeout`.
 
 use std::io;
@@ -18,8 +18,23 @@ use crate::http::upstream::connect_tcp;
 /// calling the answer garbage.
 const MAX_LINE: usize = 512;
 
-/// The postgres SSLRequest: length 8, code 80877103.
-const SSL_REQUEST: [u8; 8] = [0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f];
+/// The postgres StartupMessage (protocol 3.0) for user and database
+/// `postgres`, which most clusters have: an answer to it says whether the
+/// server takes connections now.
+const STARTUP: &[u8] =
+    b"\x00\x00\x00\x29\x00\x03\x00\x00user\x00postgres\x00database\x00postgres\x00\x00";
+
+/// The postgres Terminate message, sent before closing after a successful
+/// login so the server does not log an unexpected end of file.
+const TERMINATE: [u8; 5] = [b'X', 0x00, 0x00, 0x00, 0x04];
+
+/// SQLSTATEs of a postgres server that refuses new connections now:
+/// shutting down (57P01, 57P02), starting, stopping or in recovery
+/// (57P03), or full (53300).
+const REFUSING: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// Longest postgres error a probe reads.
+const MAX_PG_ERROR: usize = 4096;
 
 /// Why a probe failed; its `Display` is the reason logged on a state change
 /// (`timeout after 1s`, `status 503`, `connection refused`).
@@ -43,6 +58,10 @@ pub enum ProbeError {
     /// The answer was not what the protocol promises.
     #[error("unexpected answer {0:?}")]
     Unexpected(String),
+    /// `postgres`: the server refuses new connections now (SQLSTATE and
+    /// message).
+    #[error("refusing connections: {1} ({0})")]
+    Refusing(String, String),
 }
 
 impl ProbeError {
@@ -175,20 +194,62 @@ async fn redis(stream: &mut TcpStream) -> Result<(), ProbeError> {
     }
 }
 
-/// An SSLRequest answered with one byte, `S` or `N`; we close right after.
+/// A StartupMessage; passes when the server asks to authenticate (`R`),
+/// or refuses this login for a reason of its own (no such role, no
+/// `pg_hba.conf` entry: the server takes connections). Fails when it
+/// refuses every connection now ([`REFUSING`]: shutting down, starting
+/// up, in recovery, full), which an answer to an SSLRequest alone does
+/// not show.
 async fn postgres(stream: &mut TcpStream) -> Result<(), ProbeError> {
+    stream.write_all(STARTUP).await.map_err(ProbeError::Io)?;
+    let mut head = [0u8; 5];
     stream
-        .write_all(&SSL_REQUEST)
+        .read_exact(&mut head)
         .await
-        .map_err(ProbeError::Io)?;
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte).await.map_err(ProbeError::Io)? {
-        0 => Err(ProbeError::Closed),
-        _ if byte[0] == b'S' || byte[0] == b'N' => Ok(()),
-        _ => Err(ProbeError::Unexpected(
-            String::from_utf8_lossy(&byte).into_owned(),
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::UnexpectedEof => ProbeError::Closed,
+            _ => ProbeError::Io(error),
+        })?;
+    match head[0] {
+        b'R' => {
+            // Only AuthenticationOk (code 0) leaves a session to end.
+            let _ = stream.write_all(&TERMINATE).await;
+            Ok(())
+        }
+        b'E' => {
+            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; length.saturating_sub(4).min(MAX_PG_ERROR)];
+            stream.read_exact(&mut body).await.map_err(ProbeError::Io)?;
+            match postgres_error_code(&body) {
+                Some(code) if REFUSING.contains(&code.as_str()) => {
+                    Err(ProbeError::Refusing(code, postgres_error_message(&body)))
+                }
+                _ => Ok(()),
+            }
+        }
+        other => Err(ProbeError::Unexpected(
+            String::from_utf8_lossy(&[other]).into_owned(),
         )),
     }
+}
+
+/// The fields of a postgres ErrorResponse body: (type, text) pairs.
+fn postgres_error_fields(body: &[u8]) -> impl Iterator<Item = (u8, String)> + '_ {
+    body.split(|&b| b == 0)
+        .take_while(|field| !field.is_empty())
+        .map(|field| (field[0], String::from_utf8_lossy(&field[1..]).into_owned()))
+}
+
+/// The SQLSTATE (`C` field) of a postgres ErrorResponse body.
+fn postgres_error_code(body: &[u8]) -> Option<String> {
+    postgres_error_fields(body).find_map(|(kind, text)| (kind == b'C').then_some(text))
+}
+
+/// The message (`M` field) of a postgres ErrorResponse body.
+fn postgres_error_message(body: &[u8]) -> String {
+    postgres_error_fields(body)
+        .find_map(|(kind, text)| (kind == b'M').then_some(text))
+        .unwrap_or_default()
 }
 
 /// Reads up to the first CRLF (or LF), at most [`MAX_LINE`] bytes.
@@ -224,6 +285,29 @@ async fn read_line(stream: &mut TcpStream) -> Result<String, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_startup_message_is_well_formed() {
+        assert_eq!(STARTUP.len(), 41);
+        assert_eq!(u32::from_be_bytes(STARTUP[..4].try_into().unwrap()), 41);
+        assert_eq!(
+            u32::from_be_bytes(STARTUP[4..8].try_into().unwrap()),
+            3 << 16
+        );
+    }
+
+    #[test]
+    fn postgres_errors_give_their_code_and_message() {
+        let body =
+            b"SFATAL\0VFATAL\0C57P03\0Mthe database system is shutting down\0Fpostmaster.c\0\0";
+        assert_eq!(postgres_error_code(body).as_deref(), Some("57P03"));
+        assert_eq!(
+            postgres_error_message(body),
+            "the database system is shutting down"
+        );
+        assert_eq!(postgres_error_code(b"\0"), None);
+        assert_eq!(postgres_error_code(b""), None);
+    }
 
     #[test]
     fn status_lines_parse_strictly() {
