@@ -253,6 +253,36 @@ async fn a_reload_keeps_unchanged_upstreams_and_checks_new_ones_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_what_is_checked_judges_the_upstream_anew() {
+    let (a, b) = (
+        HealthBackend::start("a").await,
+        HealthBackend::start("b").await,
+    );
+    a.set_health(500);
+    b.set_health(500);
+    let (mut handle, region) = checker(&config(&[
+        upstream("a", a.addr, &format!("kind: http, path: /, {FAST}")),
+        upstream("b", b.addr, "kind: none"),
+    ]));
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0) && region.is_up(1));
+    // Slow checks that need three failures: only a fresh judgement can
+    // take them down within this test.
+    let slow = "kind: http, path: /healthz, interval: 30s, timeout: 300ms, rise: 2, fall: 3";
+    handle.update(&config(&[
+        upstream("a", a.addr, slow),
+        upstream("b", b.addr, slow),
+    ]));
+    assert!(
+        handle.wait_first_round(),
+        "the reload waits for the new checks"
+    );
+    assert!(!region.is_up(0), "a new path is judged by its first answer");
+    assert!(!region.is_up(1), "a check where there was none, too");
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_whose_slot_moves_in_a_reload_carries_its_state() {
     let (a, b) = (
         HealthBackend::start("a").await,

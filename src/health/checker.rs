@@ -46,6 +46,17 @@ impl Target {
     fn checked(&self) -> bool {
         self.probe.check.kind != HealthCheckKind::None
     }
+
+    /// Whether `other` asks its upstream the same question (kind, path,
+    /// host, statuses); timing and thresholds aside. When a reload changes
+    /// the question, the old answers say nothing about the new one.
+    fn asks_as(&self, other: &Target) -> bool {
+        let (a, b) = (&self.probe.check, &other.probe.check);
+        a.kind == b.kind
+            && a.path == b.path
+            && a.host == b.host
+            && a.expect_status == b.expect_status
+    }
 }
 
 type Key = (String, String);
@@ -202,8 +213,8 @@ pub struct HealthHandle {
     thread: Option<JoinHandle<()>>,
     first_round: Arc<FirstRound>,
     region: Arc<Region>,
-    /// Slot of every upstream being checked, by identity.
-    known: HashMap<Key, usize>,
+    /// Every upstream being checked, by identity.
+    known: HashMap<Key, Target>,
     /// Largest check timeout among the current targets.
     max_timeout: Duration,
 }
@@ -263,7 +274,7 @@ impl HealthHandle {
         let carried: Vec<(usize, bool)> = targets
             .iter()
             .filter_map(|t| {
-                let old = *self.known.get(&t.key())?;
+                let old = self.known.get(&t.key())?.slot;
                 (old != t.slot).then(|| (t.slot, self.region.is_up(old)))
             })
             .collect();
@@ -272,16 +283,20 @@ impl HealthHandle {
         }
         let mut fresh = 0;
         for target in targets {
-            if self.known.contains_key(&target.key()) {
-                continue;
+            match self.known.get(&target.key()) {
+                Some(old) if old.asks_as(target) => continue,
+                // A new question: its first answer decides (the reload
+                // waits for it); until then the state stays as it was,
+                // for the workers still on the old config.
+                Some(_) => {}
+                None => self.region.set_up(target.slot, !target.checked()),
             }
-            self.region.set_up(target.slot, !target.checked());
             if target.checked() {
                 fresh += 1;
             }
         }
         self.first_round.add(fresh);
-        self.known = targets.iter().map(|t| (t.key(), t.slot)).collect();
+        self.known = targets.iter().map(|t| (t.key(), t.clone())).collect();
         self.max_timeout = targets
             .iter()
             .filter(|t| t.checked())
@@ -355,12 +370,22 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
         let checked = target.checked();
         let entry = match entries.remove(&key) {
             Some(mut entry) => {
+                let probe_changed;
                 {
                     let mut tracker = entry.tracker.borrow_mut();
                     if tracker.target.slot != target.slot {
                         tracker.live_failures_seen = live_failures(&shared.region, target.slot);
                     }
                     let check = &target.probe.check;
+                    probe_changed = tracker.target.probe != target.probe;
+                    if !tracker.target.asks_as(&target) && checked {
+                        // Counted in the first round by `register`.
+                        tracker.thresholds = Thresholds::new(check.rise.get(), check.fall.get());
+                        if tracker.first_pending {
+                            shared.first_round.finish_one();
+                        }
+                        tracker.first_pending = true;
+                    }
                     tracker
                         .thresholds
                         .set_limits(check.rise.get(), check.fall.get());
@@ -379,6 +404,12 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
                         entry.prober = None;
                     }
                     (None, true) => {
+                        entry.prober = Some(spawn_prober(shared, &entry.tracker));
+                    }
+                    // A changed check (or interval) is probed at once,
+                    // not after the interval already under way.
+                    (Some(prober), true) if probe_changed => {
+                        prober.abort();
                         entry.prober = Some(spawn_prober(shared, &entry.tracker));
                     }
                     _ => {}
