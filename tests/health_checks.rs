@@ -7,6 +7,8 @@ mod sockets;
 
 use std::time::{Duration, Instant};
 
+use sluice::counters::UpstreamCounter;
+
 use health_support::{
     ALTERNATE, Fake, HealthBackend, checker, config, fake, results, upstream, wait_for,
 };
@@ -303,6 +305,42 @@ async fn an_upstream_whose_slot_moves_in_a_reload_carries_its_state() {
     b.set_health(200);
     wait_for(Duration::from_secs(2), "b up in its new slot", || {
         region.is_up(0)
+    })
+    .await;
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_between() {
+    let a = HealthBackend::start("a").await;
+    // Active checks pass and run rarely: only live traffic can change the
+    // state here.
+    let (handle, region) = checker(&config(&[upstream(
+        "a",
+        a.addr,
+        "kind: http, path: /healthz, interval: 60s, timeout: 300ms, rise: 1, fall: 3",
+    )]));
+    assert!(handle.wait_first_round());
+    let row = region.worker_row(0);
+    let reset = || {
+        row.add_upstream(0, UpstreamCounter::Requests, 1);
+        row.add_upstream(0, UpstreamCounter::Resets, 1);
+    };
+    // Several passive polls (every 50 ms) between events.
+    let between = Duration::from_millis(150);
+    for _ in 0..4 {
+        reset();
+        tokio::time::sleep(between).await;
+        row.add_upstream(0, UpstreamCounter::Requests, 2);
+        tokio::time::sleep(between).await;
+    }
+    assert!(region.is_up(0), "four resets, each followed by answers");
+    for _ in 0..3 {
+        reset();
+        tokio::time::sleep(between).await;
+    }
+    wait_for(Duration::from_secs(2), "down after three in a row", || {
+        !region.is_up(0)
     })
     .await;
     handle.stop();

@@ -317,7 +317,7 @@ struct Tracker {
     target: Target,
     thresholds: Thresholds,
     /// Live connect-error total at the last passive poll.
-    live_failures_seen: u64,
+    live_seen: Live,
     /// Its first check has not finished yet.
     first_pending: bool,
 }
@@ -374,7 +374,7 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
                 {
                     let mut tracker = entry.tracker.borrow_mut();
                     if tracker.target.slot != target.slot {
-                        tracker.live_failures_seen = live_failures(&shared.region, target.slot);
+                        tracker.live_seen = Live::of(&shared.region, target.slot);
                     }
                     let check = &target.probe.check;
                     probe_changed = tracker.target.probe != target.probe;
@@ -419,7 +419,7 @@ fn apply(shared: &Rc<Shared>, targets: Vec<Target>) {
             None => {
                 let check = &target.probe.check;
                 let tracker = Rc::new(RefCell::new(Tracker {
-                    live_failures_seen: live_failures(&shared.region, target.slot),
+                    live_seen: Live::of(&shared.region, target.slot),
                     thresholds: if checked {
                         Thresholds::new(check.rise.get(), check.fall.get())
                     } else {
@@ -529,11 +529,20 @@ async fn passive_loop(shared: Rc<Shared>) {
         let entries = shared.entries.borrow();
         for entry in entries.values() {
             let mut tracker = entry.tracker.borrow_mut();
-            let slot = tracker.target.slot;
-            let total = live_failures(&shared.region, slot);
-            let new = total.saturating_sub(tracker.live_failures_seen);
-            tracker.live_failures_seen = total;
-            if new == 0 || !tracker.target.checked() {
+            let now = Live::of(&shared.region, tracker.target.slot);
+            let seen = std::mem::replace(&mut tracker.live_seen, now);
+            if !tracker.target.checked() {
+                continue;
+            }
+            let resets = now.resets.saturating_sub(seen.resets);
+            let new = now.connect_errors.saturating_sub(seen.connect_errors) + resets;
+            // Requests that were not reset got an answer. Which came first
+            // within one poll is unknown: the answers are taken first, so
+            // failures after them still count.
+            if now.requests.saturating_sub(seen.requests) > resets {
+                tracker.thresholds.record_passive_success();
+            }
+            if new == 0 {
                 continue;
             }
             let new = u32::try_from(new).unwrap_or(u32::MAX);
@@ -547,10 +556,23 @@ async fn passive_loop(shared: Rc<Shared>) {
     }
 }
 
-/// Failures on live traffic so far (failed connects and connections reset
-/// before a response, summed over workers): each new one counts toward
-/// `fall`.
-fn live_failures(region: &Region, slot: usize) -> u64 {
-    region.upstream_total(slot, UpstreamCounter::ConnectErrors)
-        + region.upstream_total(slot, UpstreamCounter::Resets)
+/// Live traffic to one upstream so far, summed over workers: failed
+/// connects and connections reset before a response count toward `fall`,
+/// and requests answered in between break the run (`fall` counts
+/// consecutive failures).
+#[derive(Clone, Copy, Debug, Default)]
+struct Live {
+    connect_errors: u64,
+    resets: u64,
+    requests: u64,
+}
+
+impl Live {
+    fn of(region: &Region, slot: usize) -> Live {
+        Live {
+            connect_errors: region.upstream_total(slot, UpstreamCounter::ConnectErrors),
+            resets: region.upstream_total(slot, UpstreamCounter::Resets),
+            requests: region.upstream_total(slot, UpstreamCounter::Requests),
+        }
+    }
 }

@@ -116,6 +116,14 @@ impl Thresholds {
         self.changed(from)
     }
 
+    /// Records that live traffic got answers: failures seen before no
+    /// longer run on into later ones (`fall` counts consecutive ones).
+    pub fn record_passive_success(&mut self) {
+        if self.state == State::Up {
+            self.failures = 0;
+        }
+    }
+
     /// Records `count` failures seen on live traffic.
     pub fn record_passive(&mut self, count: u32) -> Option<Transition> {
         let from = self.state;
