@@ -536,10 +536,12 @@ async fn passive_loop(shared: Rc<Shared>) {
             }
             let resets = now.resets.saturating_sub(seen.resets);
             let new = now.connect_errors.saturating_sub(seen.connect_errors) + resets;
-            // Requests that were not reset got an answer. Which came first
-            // within one poll is unknown: the answers are taken first, so
-            // failures after them still count.
-            if now.requests.saturating_sub(seen.requests) > resets {
+            // Requests sent, less those reset and those still in flight,
+            // were answered. Which came first within one poll is unknown:
+            // the answers are taken first, so failures after them count.
+            let sent = now.requests.wrapping_sub(seen.requests) as i64;
+            let in_flight = now.active.wrapping_sub(seen.active) as i64;
+            if sent - resets as i64 - in_flight > 0 {
                 tracker.thresholds.record_passive_success();
             }
             if new == 0 {
@@ -565,6 +567,8 @@ struct Live {
     connect_errors: u64,
     resets: u64,
     requests: u64,
+    /// Requests in flight or tunnels open (a gauge).
+    active: u64,
 }
 
 impl Live {
@@ -573,6 +577,7 @@ impl Live {
             connect_errors: region.upstream_total(slot, UpstreamCounter::ConnectErrors),
             resets: region.upstream_total(slot, UpstreamCounter::Resets),
             requests: region.upstream_total(slot, UpstreamCounter::Requests),
+            active: region.upstream_total(slot, UpstreamCounter::Active),
         }
     }
 }
