@@ -11,9 +11,12 @@ mod health_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use health_support::{checker, config, results, upstream, wait_for};
+use sluice::counters::Region;
+use sluice::health::HealthHandle;
 
 /// The binary `name` from PATH or a PostgreSQL bin folder; `None` (after a
 /// note) when missing, a panic when missing under `CI=true`.
@@ -191,39 +194,10 @@ fn run(command: &mut Command) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_check_passes_against_postgresql_and_fails_once_it_stops() {
-    let (Some(initdb), Some(pg_ctl)) = (require("initdb"), require("pg_ctl")) else {
-        return;
-    };
-    let port = free_port();
-    let server = Postgres::start(&initdb, &pg_ctl, port);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = config(&[upstream(
-        "db",
-        addr,
-        "kind: postgres, interval: 100ms, timeout: 500ms, rise: 1, fall: 1",
-    )]);
-    let (handle, region) = checker(&cfg);
-    assert!(handle.wait_first_round());
-    assert!(
-        region.is_up(0),
-        "startup answered: {:?}",
-        results(&region, 0)
-    );
-    server.stop();
-    wait_for(Duration::from_secs(5), "down once postgres stops", || {
-        !region.is_up(0)
-    })
-    .await;
-    handle.stop();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_check_fails_while_the_server_refuses_new_connections() {
-    let (Some(initdb), Some(pg_ctl)) = (require("initdb"), require("pg_ctl")) else {
-        return;
-    };
+/// A fresh cluster (`None` when PostgreSQL is not installed and this is
+/// not CI) with a fast postgres check on it, which passed its first round.
+fn checked_postgres() -> Option<(Postgres, u16, HealthHandle, Arc<Region>)> {
+    let (initdb, pg_ctl) = (require("initdb")?, require("pg_ctl")?);
     let port = free_port();
     let server = Postgres::start(&initdb, &pg_ctl, port);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -235,6 +209,27 @@ async fn a_postgres_check_fails_while_the_server_refuses_new_connections() {
     let (handle, region) = checker(&cfg);
     assert!(handle.wait_first_round());
     assert!(region.is_up(0), "logged in: {:?}", results(&region, 0));
+    Some((server, port, handle, region))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_check_passes_against_postgresql_and_fails_once_it_stops() {
+    let Some((server, _, handle, region)) = checked_postgres() else {
+        return;
+    };
+    server.stop();
+    wait_for(Duration::from_secs(5), "down once postgres stops", || {
+        !region.is_up(0)
+    })
+    .await;
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_check_fails_while_the_server_refuses_new_connections() {
+    let Some((server, port, handle, region)) = checked_postgres() else {
+        return;
+    };
     // An open session keeps a smart shutdown waiting, and the server
     // refusing every new connection meanwhile.
     let (session, connection) = tokio_postgres::connect(
