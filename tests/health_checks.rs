@@ -106,6 +106,20 @@ async fn redis_and_postgres_checks_judge_the_answer() {
             false,
         ),
         ("http-close", Fake::Close, "http", false),
+        (
+            "http-early-hints",
+            Fake::Reply(
+                b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            ),
+            "http",
+            true,
+        ),
+        (
+            "http-only-interim",
+            Fake::Reply(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            "http",
+            false,
+        ),
         ("tcp-open", Fake::Close, "tcp", true),
     ];
     let mut upstreams = Vec::new();

@@ -142,8 +142,8 @@ impl Probe {
     }
 }
 
-/// `GET path` with `Connection: close`; passes when the status line's code
-/// is in `expect`. Reads nothing past the status line.
+/// `GET path` with `Connection: close`; passes when the final status
+/// line's code is in `expect`.
 async fn http(
     stream: &mut TcpStream,
     path: &str,
@@ -157,12 +157,58 @@ async fn http(
         .write_all(request.as_bytes())
         .await
         .map_err(ProbeError::Io)?;
-    let line = read_line(stream).await?;
-    let status = parse_status_line(&line).ok_or_else(|| ProbeError::Unexpected(line.clone()))?;
+    let status = read_final_status(stream).await?;
     if expect.contains(status) {
         Ok(())
     } else {
         Err(ProbeError::Status(status))
+    }
+}
+
+/// Longest run of interim (1xx) response heads a probe reads past before
+/// the final status line.
+const MAX_INTERIM: usize = 16 * 1024;
+
+/// The status of the final response: interim ones (`100 Continue`, `103
+/// Early Hints`) are read past, as a client does. Reads nothing past the
+/// final status line.
+async fn read_final_status(stream: &mut TcpStream) -> Result<u16, ProbeError> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = memchr::memchr(b'\n', &buf) {
+            let line = &buf[..end];
+            let line =
+                String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
+            let status = parse_status_line(&line).ok_or(ProbeError::Unexpected(line))?;
+            if !(100..200).contains(&status) || status == 101 {
+                return Ok(status);
+            }
+            if let Some(head_end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+                buf.drain(..head_end + 4);
+                continue;
+            }
+        } else if buf.len() >= MAX_LINE {
+            buf.truncate(64);
+            return Err(ProbeError::Unexpected(
+                String::from_utf8_lossy(&buf).into_owned(),
+            ));
+        }
+        if buf.len() >= MAX_INTERIM {
+            return Err(ProbeError::Unexpected(
+                "interim responses without end".to_owned(),
+            ));
+        }
+        let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
+        if n == 0 {
+            return Err(match buf.is_empty() {
+                true => ProbeError::Closed,
+                false => ProbeError::Unexpected(
+                    String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned(),
+                ),
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
