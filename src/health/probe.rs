@@ -174,41 +174,25 @@ const MAX_INTERIM: usize = 16 * 1024;
 /// final status line.
 async fn read_final_status(stream: &mut TcpStream) -> Result<u16, ProbeError> {
     let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
     loop {
-        if let Some(end) = memchr::memchr(b'\n', &buf) {
-            let line = &buf[..end];
-            let line =
-                String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned();
-            let status = parse_status_line(&line).ok_or(ProbeError::Unexpected(line))?;
-            if !(100..200).contains(&status) || status == 101 {
-                return Ok(status);
-            }
+        let line = read_line(stream, &mut buf).await?;
+        let status = parse_status_line(&line).ok_or(ProbeError::Unexpected(line))?;
+        if !(100..200).contains(&status) || status == 101 {
+            return Ok(status);
+        }
+        // An interim head: dropped whole, then the next status line.
+        loop {
             if let Some(head_end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
                 buf.drain(..head_end + 4);
-                continue;
+                break;
             }
-        } else if buf.len() >= MAX_LINE {
-            buf.truncate(64);
-            return Err(ProbeError::Unexpected(
-                String::from_utf8_lossy(&buf).into_owned(),
-            ));
+            if buf.len() >= MAX_INTERIM {
+                return Err(ProbeError::Unexpected(
+                    "interim responses without end".to_owned(),
+                ));
+            }
+            read_more(stream, &mut buf).await?;
         }
-        if buf.len() >= MAX_INTERIM {
-            return Err(ProbeError::Unexpected(
-                "interim responses without end".to_owned(),
-            ));
-        }
-        let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
-        if n == 0 {
-            return Err(match buf.is_empty() {
-                true => ProbeError::Closed,
-                false => ProbeError::Unexpected(
-                    String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned(),
-                ),
-            });
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -232,7 +216,7 @@ async fn redis(stream: &mut TcpStream) -> Result<(), ProbeError> {
         .write_all(b"PING\r\n")
         .await
         .map_err(ProbeError::Io)?;
-    let line = read_line(stream).await?;
+    let line = read_line(stream, &mut Vec::with_capacity(128)).await?;
     if line == "+PONG" {
         Ok(())
     } else {
@@ -298,34 +282,39 @@ fn postgres_error_message(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Reads up to the first CRLF (or LF), at most [`MAX_LINE`] bytes.
-async fn read_line(stream: &mut TcpStream) -> Result<String, ProbeError> {
-    let mut buf = Vec::with_capacity(128);
-    let mut chunk = [0u8; 256];
+/// The first line in `buf` (without its CRLF or LF; left in `buf`),
+/// reading into `buf` until it holds one, at most [`MAX_LINE`] bytes.
+async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, ProbeError> {
     loop {
-        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+        if let Some(end) = memchr::memchr(b'\n', buf) {
             let line = &buf[..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             return Ok(String::from_utf8_lossy(line).into_owned());
         }
         if buf.len() >= MAX_LINE {
-            buf.truncate(64);
             return Err(ProbeError::Unexpected(
-                String::from_utf8_lossy(&buf).into_owned(),
+                String::from_utf8_lossy(&buf[..64]).into_owned(),
             ));
         }
-        let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Err(ProbeError::Closed)
-            } else {
-                Err(ProbeError::Unexpected(
-                    String::from_utf8_lossy(&buf).into_owned(),
-                ))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, buf).await?;
     }
+}
+
+/// Appends one read to `buf`; the upstream closing is an error (what it
+/// sent so far, if anything, was not a whole answer).
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), ProbeError> {
+    let mut chunk = [0u8; 1024];
+    let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
+    if n == 0 {
+        return Err(match buf.is_empty() {
+            true => ProbeError::Closed,
+            false => ProbeError::Unexpected(
+                String::from_utf8_lossy(&buf[..buf.len().min(MAX_LINE)]).into_owned(),
+            ),
+        });
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 #[cfg(test)]
