@@ -22,6 +22,9 @@ pub mod resolve;
 pub mod response_head;
 pub mod upload;
 
+#[cfg(test)]
+mod connect_tests;
+
 pub use request_head::encode as encode_request_head;
 
 use std::cell::{Cell, RefCell};
@@ -250,19 +253,65 @@ async fn connect(address: &UpstreamAddress, timeout: Duration) -> Result<Link, C
 
 /// Connects to an IP literal directly; a hostname is resolved through
 /// [`resolve`] (answers reused for a second, the last good one kept while
-/// the resolver fails), trying its addresses in order.
+/// the resolver fails), and its addresses raced by [`connect_any`].
 pub async fn connect_tcp(address: &UpstreamAddress) -> io::Result<TcpStream> {
     if let Ok(ip) = address.host.parse::<std::net::IpAddr>() {
         return TcpStream::connect(SocketAddr::new(ip, address.port)).await;
     }
     let addresses = resolve::resolve(&address.host, address.port).await?;
+    connect_any(&addresses).await
+}
+
+/// How long an attempt at one address of a hostname runs alone before
+/// the next address is tried alongside it (RFC 8305's "Connection Attempt
+/// Delay").
+pub const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `addresses` that accepts, as Happy Eyeballs
+/// (RFC 8305) does: they are tried in order, the next one as soon as an
+/// attempt fails or after [`NEXT_ADDRESS_DELAY`] with attempts still
+/// pending, which go on. So an address that silently drops connection
+/// attempts delays a connect by 250 ms instead of using up its timeout.
+async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+    type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>>>>;
+    let mut pending: Vec<Attempt> = Vec::new();
+    let mut next = 0;
     let mut last_error = None;
-    for addr in addresses.iter() {
-        match TcpStream::connect(*addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last_error = Some(e),
+    let mut delay = std::pin::pin!(tokio::time::sleep(NEXT_ADDRESS_DELAY));
+    std::future::poll_fn(|cx| {
+        loop {
+            let start_next = pending.is_empty() || delay.as_mut().poll(cx).is_ready();
+            if start_next && next < addresses.len() {
+                pending.push(Box::pin(TcpStream::connect(addresses[next])));
+                next += 1;
+                delay.as_mut().reset(Instant::now() + NEXT_ADDRESS_DELAY);
+            }
+            let mut i = 0;
+            while i < pending.len() {
+                match pending[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(stream)) => {
+                        return std::task::Poll::Ready(Ok(stream));
+                    }
+                    std::task::Poll::Ready(Err(error)) => {
+                        last_error = Some(error);
+                        drop(pending.swap_remove(i));
+                    }
+                    std::task::Poll::Pending => i += 1,
+                }
+            }
+            if pending.is_empty() && next == addresses.len() {
+                return std::task::Poll::Ready(Err(last_error.take().unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
+                })));
+            }
+            // A failed attempt starts the next one at once; otherwise wait
+            // for an attempt or the delay (whose poll registers the wake-up).
+            if !pending.is_empty()
+                && (next == addresses.len() || delay.as_mut().poll(cx).is_pending())
+            {
+                return std::task::Poll::Pending;
+            }
         }
-    }
-    Err(last_error
-        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")))
+    })
+    .await
 }
