@@ -240,6 +240,42 @@ impl Region {
         }
     }
 
+    /// Adds upstream slot `from`'s counters, latency histogram and check
+    /// counts to slot `to`'s, for an upstream whose address a reload
+    /// changed. Health must start over at the new address, so it moves to
+    /// a new slot; its series go on from where they were instead of
+    /// dropping to zero. What connections still open to the old address
+    /// count later stays in the old slot.
+    pub fn carry_upstream(&self, from: usize, to: usize) {
+        // `Active` is an upstream's first field: its block starts there.
+        let counters = (0..UPSTREAM_FIELDS).map(|field| {
+            (
+                upstream_slot(from, UpstreamCounter::Active) + field,
+                upstream_slot(to, UpstreamCounter::Active) + field,
+            )
+        });
+        let histogram = (0..histogram::HIST_FIELDS).map(|field| {
+            (
+                Histogram::Upstream(from).base() + field,
+                Histogram::Upstream(to).base() + field,
+            )
+        });
+        let retired = self.slots(RETIRED_ROW);
+        for (source, target) in counters.chain(histogram) {
+            if !is_gauge(source) {
+                retired[target].fetch_add(self.total(source), Ordering::Relaxed);
+            }
+        }
+        for result in [
+            CheckResult::Success,
+            CheckResult::Failure,
+            CheckResult::Timeout,
+        ] {
+            let carried = self.checks(from, result);
+            self.slots(0)[check_slot(to, result)].fetch_add(carried, Ordering::Relaxed);
+        }
+    }
+
     fn slots(&self, row: usize) -> &[AtomicU64] {
         assert!(row < self.rows, "row {row} out of {}", self.rows);
         let base = self.map.as_ptr().cast::<AtomicU64>();

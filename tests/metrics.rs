@@ -391,3 +391,78 @@ async fn a_reload_moves_the_admin_endpoint_or_is_rejected_when_it_cannot_bind() 
         "the old admin address is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_moved_by_a_reload_counts_on_from_where_it_was() {
+    let old = Backend::start("old").await;
+    let new = Backend::start("new").await;
+    let config = |backend: &Backend| {
+        format!(
+            "workers: 1\nadmin: {{ listen: 127.0.0.1:0 }}
+upstreams:
+  - id: app
+    address: {}
+    health_check: {{ kind: none }}
+listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    rules: [{{ path: /*, upstreams: [app] }}]
+",
+            backend.addr
+        )
+    };
+    let sluice = Supervisor::run(&config(&old));
+    let admin = sluice.admin.unwrap();
+    let http = fresh_client();
+    let url = format!("http://{}/", sluice.addr("web"));
+    let app = [("upstream", "app")];
+    let counted = |text: &str| {
+        let s = samples(text);
+        (
+            value(&s, "sluice_upstream_requests_total", &app),
+            value(&s, "sluice_upstream_request_duration_seconds_count", &app),
+        )
+    };
+    let send = |expected: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let body = http.get(url).send().await.unwrap().text().await.unwrap();
+            assert!(body.starts_with(expected), "{body}");
+        }
+    };
+    let settle = |n: f64| async move {
+        let mut text = String::new();
+        for _ in 0..250 {
+            text = scrape(admin).await;
+            if counted(&text) == (n, n) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        text
+    };
+    for _ in 0..3 {
+        send("old").await;
+    }
+    let before = settle(3.0).await;
+    assert_eq!(counted(&before), (3.0, 3.0), "{before}");
+
+    sluice.rewrite(&config(&new));
+    let reload = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stdout)
+    );
+    let after = scrape(admin).await;
+    assert_eq!(
+        counted(&after),
+        (3.0, 3.0),
+        "the moved upstream's series do not drop:\n{after}"
+    );
+    for _ in 0..2 {
+        send("new").await;
+    }
+    let later = settle(5.0).await;
+    assert_eq!(counted(&later), (5.0, 5.0), "{later}");
+}

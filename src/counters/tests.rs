@@ -92,3 +92,28 @@ fn another_mapping_of_the_memfd_sees_the_same_counters() {
     assert_eq!(other.upstream_total(1, UpstreamCounter::Requests), 7);
     assert!(Region::open(region.fd().try_clone_to_owned().unwrap(), 3).is_err());
 }
+
+#[test]
+fn a_moved_upstream_carries_its_counts_but_not_its_gauge() {
+    let region = Region::new(2).unwrap();
+    let (a, b) = (region.worker_row(0), region.worker_row(1));
+    a.add_upstream(3, UpstreamCounter::Requests, 4);
+    b.add_upstream(3, UpstreamCounter::Requests, 5);
+    b.add_upstream(3, UpstreamCounter::Resets, 2);
+    a.add_upstream(3, UpstreamCounter::Active, 1);
+    a.observe_upstream(3, Duration::from_millis(3));
+    region.count_check(3, CheckResult::Failure);
+    a.add_upstream(8, UpstreamCounter::Requests, 1);
+    region.carry_upstream(3, 8);
+    assert_eq!(region.upstream_total(8, UpstreamCounter::Requests), 10);
+    assert_eq!(region.upstream_total(8, UpstreamCounter::Resets), 2);
+    assert_eq!(region.upstream_total(8, UpstreamCounter::Active), 0);
+    assert_eq!(region.histogram(Histogram::Upstream(8)).count(), 1);
+    assert_eq!(region.histogram(Histogram::Upstream(8)).sum_micros, 3_000);
+    assert_eq!(region.checks(8, CheckResult::Failure), 1);
+    assert_eq!(
+        region.upstream_total(3, UpstreamCounter::Active),
+        1,
+        "the old slot keeps counting its open connections"
+    );
+}

@@ -171,6 +171,23 @@ impl Slots {
             .position(|u| u.as_ref().is_some_and(|(i, a)| i == id && a == address))
     }
 
+    /// (old slot, new slot) of every upstream id that `previous` had at
+    /// another address: the reload moved it to a new slot.
+    pub fn moved_upstreams(&self, previous: &Slots) -> Vec<(usize, usize)> {
+        self.upstreams
+            .iter()
+            .enumerate()
+            .filter_map(|(to, identity)| {
+                let (id, address) = identity.as_ref()?;
+                let from = previous
+                    .upstreams
+                    .iter()
+                    .position(|old| old.as_ref().is_some_and(|(i, a)| i == id && a != address))?;
+                Some((from, to))
+            })
+            .collect()
+    }
+
     /// The slot of listener `name`.
     pub fn listener(&self, name: &str) -> Option<usize> {
         self.listeners
@@ -238,8 +255,12 @@ mod tests {
     use super::*;
 
     fn config(rules: &str) -> Config {
+        config_with_b_at(rules, "127.0.0.1:2")
+    }
+
+    fn config_with_b_at(rules: &str, b: &str) -> Config {
         let yaml = format!(
-            "upstreams:\n  - {{ id: a, address: 127.0.0.1:1 }}\n  - {{ id: b, address: 127.0.0.1:2 }}\n\
+            "upstreams:\n  - {{ id: a, address: 127.0.0.1:1 }}\n  - {{ id: b, address: {b} }}\n\
              listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n{rules}\
              \n  - name: db\n    listen: 127.0.0.1:0\n    mode: tcp\n    upstreams: [a]\n"
         );
@@ -275,6 +296,19 @@ mod tests {
         assert_eq!(index2.route("web", "site"), index.route("web", "site"));
         assert!(index2.route("web", "/api").is_none(), "freed");
         assert!(index2.pair("web", "site", "b").is_none(), "freed");
+    }
+
+    #[test]
+    fn an_upstream_whose_address_changed_is_reported_moved() {
+        let first = config("      - { path: /*, upstreams: [b] }");
+        let slots = Slots::assign(&first, &Slots::default()).unwrap();
+        let moved_b = config_with_b_at("      - { path: /*, upstreams: [b] }", "127.0.0.1:3");
+        let again = Slots::assign(&moved_b, &slots).unwrap();
+        let old = slots.upstream("b", "127.0.0.1:2").unwrap();
+        let new = again.upstream("b", "127.0.0.1:3").unwrap();
+        assert_ne!(old, new);
+        assert_eq!(again.moved_upstreams(&slots), [(old, new)]);
+        assert_eq!(slots.moved_upstreams(&slots), [], "nothing moved");
     }
 
     #[test]

@@ -766,6 +766,9 @@ impl Supervisor {
         self.bound = bound;
         self.config = config;
         self.text = text;
+        for (from, to) in slots.moved_upstreams(&self.slots) {
+            self.region.carry_upstream(from, to);
+        }
         self.slots = slots;
         self.generation += 1;
         if let Err(error) = self.apply_admin(admin) {
