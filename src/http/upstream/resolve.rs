@@ -14,21 +14,23 @@
 //!   answer they have. It waits at most [`ASK_WAIT`] for the resolver, then
 //!   goes on with that answer too (a resolver that times out must not
 //!   make the asking connect, or health check, fail). If the lookup
-//!   fails, or is given up, the last good answer is used, and asked about
-//!   again a second later, for up to [`STALE`];
+//!   fails, the last good answer is used, and asked about again a second
+//!   later, for up to [`STALE`];
 //! - a name with no good answer younger than [`STALE`] waits for the
 //!   resolver, and fails with its error. Connects that need such a name
 //!   at the same time share one lookup, and a failed one is not repeated
 //!   for [`FRESH`]: connects in that second fail at once with its error.
-//!   So a resolver that hangs during an outage gets one lookup per name at
-//!   a time, not one per connect piling up in tokio's blocking pool. (A
-//!   lookup whose connect is cut at `connect_timeout` is handed over to a
-//!   waiting connect, which asks again: the cut one's blocking call runs
-//!   on, so a resolver that hangs longer than `connect_timeout` gets one
-//!   more lookup per name and `connect_timeout`.)
+//!
+//! A lookup runs as a task of its own. A connect that stops waiting for
+//! it (done waiting after [`ASK_WAIT`], or cut at `connect_timeout`) does
+//! not stop it, and no other lookup of that name starts while it runs: its
+//! outcome is kept for the next connect. So a resolver that hangs during
+//! an outage gets one lookup per name at a time, not one per connect or
+//! per second piling up in tokio's blocking pool. One that has run for
+//! [`GIVE_UP`] is given up, and the next connect starts another.
 //!
 //! The cache is per thread: each worker (and the health checker) has its
-//! own, with no locking.
+//! own, with no locking but the one of a lookup's outcome.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -52,8 +56,16 @@ pub const STALE: Duration = Duration::from_secs(60);
 /// for the resolver before it uses that answer.
 pub const ASK_WAIT: Duration = Duration::from_millis(100);
 
+/// How long a lookup may run before the next connect starts another:
+/// longer than the system resolver's own worst case (glibc: 5 s per try,
+/// 2 tries, 3 servers).
+pub const GIVE_UP: Duration = Duration::from_secs(30);
+
 /// The lookup key: host and port.
 type Key = (String, u16);
+
+/// What the resolver said.
+type Outcome = io::Result<Vec<SocketAddr>>;
 
 /// One name's last good answer.
 #[derive(Debug)]
@@ -63,8 +75,6 @@ struct Answer {
     at: Instant,
     /// No new lookup before this.
     next_ask: Instant,
-    /// A lookup for this name is under way.
-    asking: bool,
 }
 
 /// A name with no usable answer whose last lookup failed: connects fail
@@ -76,14 +86,50 @@ struct Failure {
     until: Instant,
 }
 
+/// A lookup's outcome, written by its task and read by the connects
+/// waiting for it.
+#[derive(Debug, Default)]
+struct Lookup {
+    /// Set, with `outcome`, when the resolver answered.
+    finished: AtomicBool,
+    outcome: Mutex<Option<Outcome>>,
+    done: Notify,
+}
+
+impl Lookup {
+    /// Returns once the lookup has an outcome.
+    async fn finished(&self) {
+        let notified = self.done.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if !self.finished.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+
+    /// The outcome, once: whoever takes it settles it into the cache.
+    fn take(&self) -> Option<Outcome> {
+        if !self.finished.load(Ordering::Acquire) {
+            return None;
+        }
+        self.outcome.lock().ok()?.take()
+    }
+}
+
+/// A lookup under way (or finished and not yet settled) for a name.
+#[derive(Debug)]
+struct Running {
+    lookup: Arc<Lookup>,
+    started: Instant,
+    task: tokio::task::AbortHandle,
+}
+
 /// Answers, failures and lookups under way, by (host, port).
 #[derive(Debug, Default)]
 pub struct Cache {
     answers: RefCell<HashMap<Key, Answer>>,
     failures: RefCell<HashMap<Key, Failure>>,
-    /// Names with no usable answer being looked up; connects that need one
-    /// wait to be told the lookup ended.
-    lookups: RefCell<HashMap<Key, Rc<Notify>>>,
+    lookups: RefCell<HashMap<Key, Running>>,
 }
 
 thread_local! {
@@ -93,163 +139,161 @@ thread_local! {
 /// The addresses of `host:port`, from the system resolver or this thread's
 /// cache (see the module notes).
 pub async fn resolve(host: &str, port: u16) -> io::Result<Rc<[SocketAddr]>> {
-    let lookup = async {
-        tokio::net::lookup_host((host, port))
+    let name = host.to_owned();
+    let lookup = async move {
+        tokio::net::lookup_host((name.as_str(), port))
             .await
             .map(|addresses| addresses.collect::<Vec<_>>())
     };
     CACHE.with(Rc::clone).resolve(host, port, lookup).await
 }
 
-/// Clears an answer's `asking` mark when its lookup ends or is given up,
-/// also when the connect that asked is dropped half-way (cut at
-/// `connect_timeout`), and puts the next lookup a second off. A lookup
-/// that succeeds then replaces the answer whole.
-struct Asking<'a> {
-    cache: &'a Cache,
-    key: &'a Key,
-}
-
-impl Drop for Asking<'_> {
-    fn drop(&mut self) {
-        if let Some(answer) = self.cache.answers.borrow_mut().get_mut(self.key) {
-            answer.asking = false;
-            answer.next_ask = Instant::now() + FRESH;
-        }
-    }
-}
-
-/// Ends a lookup for a name with no usable answer, also when the connect
-/// that looks up is dropped half-way: the connects waiting for it are
-/// woken, and find its answer or failure cached, or one of them looks up.
-struct Looking<'a> {
-    cache: &'a Cache,
-    key: &'a Key,
-}
-
-impl Drop for Looking<'_> {
-    fn drop(&mut self) {
-        if let Some(done) = self.cache.lookups.borrow_mut().remove(self.key) {
-            done.notify_waiters();
-        }
-    }
-}
-
 /// What a connect does about a name.
 enum Plan {
     /// Uses the cached answer.
     Use(Rc<[SocketAddr]>),
-    /// Asks, and falls back on this answer if the resolver is slow or fails.
-    Ask(Rc<[SocketAddr]>),
+    /// Waits at most [`ASK_WAIT`] for this lookup, then plans again; uses
+    /// this answer if the resolver is slow.
+    Ask(Rc<[SocketAddr]>, Arc<Lookup>),
     /// Fails at once: the last lookup failed less than [`FRESH`] ago.
     Fail(io::Error),
-    /// Waits for another connect's lookup, then plans again.
-    Follow(Rc<Notify>),
-    /// Looks up and waits: nothing usable is cached, nobody is asking.
-    Look,
+    /// Waits for this lookup, then plans again: nothing usable is cached.
+    Wait(Arc<Lookup>),
 }
 
 impl Cache {
     /// Resolves through `lookup` when the cached answer does not do (see
-    /// the module notes). The answers are borrowed between awaits, never
+    /// the module notes). The cache is borrowed between awaits, never
     /// across one.
     async fn resolve(
         &self,
         host: &str,
         port: u16,
-        lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
+        lookup: impl Future<Output = Outcome> + Send + 'static,
     ) -> io::Result<Rc<[SocketAddr]>> {
         let key = (host.to_owned(), port);
+        let mut lookup = Some(lookup);
         loop {
-            match self.plan(&key) {
+            match self.plan(&key, &mut lookup) {
                 Plan::Use(addresses) => return Ok(addresses),
                 Plan::Fail(error) => return Err(error),
-                // `notified` counts from its creation, before anything else
-                // runs on this thread, so the lookup cannot end unseen.
-                Plan::Follow(done) => done.notified().await,
-                Plan::Look => {
-                    let looking = Looking {
-                        cache: self,
-                        key: &key,
-                    };
-                    let looked_up = lookup.await;
-                    let settled = self.settle(key.clone(), looked_up);
-                    drop(looking);
-                    return settled;
-                }
-                Plan::Ask(fallback) => {
-                    let asking = Asking {
-                        cache: self,
-                        key: &key,
-                    };
-                    let looked_up = tokio::time::timeout(ASK_WAIT, lookup).await;
-                    drop(asking);
-                    return match looked_up {
-                        Ok(looked_up) => self.settle(key, looked_up),
-                        Err(_) => {
-                            tracing::warn!(host = %key.0, "resolver slow; using the last answer");
-                            Ok(fallback)
-                        }
-                    };
+                Plan::Wait(running) => running.finished().await,
+                Plan::Ask(fallback, running) => {
+                    if tokio::time::timeout(ASK_WAIT, running.finished())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(host = %key.0, "resolver slow; using the last answer");
+                        return Ok(fallback);
+                    }
                 }
             }
         }
     }
 
-    /// What to do about `key`; marks a usable answer as being asked about
-    /// when this connect is to ask, and a name as being looked up when
-    /// this connect is to look it up.
-    fn plan(&self, key: &Key) -> Plan {
+    /// What to do about `key`, after settling a finished lookup; starts
+    /// `lookup` (once) when this connect is the one to ask.
+    fn plan<F>(&self, key: &Key, lookup: &mut Option<F>) -> Plan
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        let running = self.running(key);
         let mut answers = self.answers.borrow_mut();
         if let Some(answer) = answers.get_mut(key).filter(|a| a.at.elapsed() < STALE) {
             let addresses = Rc::clone(&answer.addresses);
-            if Instant::now() < answer.next_ask || answer.asking {
+            if Instant::now() < answer.next_ask || running.is_some() {
                 return Plan::Use(addresses);
             }
-            answer.asking = true;
-            return Plan::Ask(addresses);
+            return match lookup.take() {
+                Some(lookup) => Plan::Ask(addresses, self.start(key, lookup)),
+                None => Plan::Use(addresses),
+            };
         }
         if let Some(failure) = self.failures.borrow().get(key)
             && Instant::now() < failure.until
         {
             return Plan::Fail(io::Error::new(failure.kind, failure.message.clone()));
         }
-        let mut lookups = self.lookups.borrow_mut();
-        if let Some(done) = lookups.get(key) {
-            return Plan::Follow(Rc::clone(done));
+        match (running, lookup.take()) {
+            (Some(running), _) => Plan::Wait(running),
+            (None, Some(lookup)) => Plan::Wait(self.start(key, lookup)),
+            (None, None) => Plan::Fail(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the resolver gave no answer",
+            )),
         }
-        lookups.insert(key.clone(), Rc::default());
-        Plan::Look
     }
 
-    /// Keeps a successful, non-empty lookup and returns it; after a failed
-    /// or empty one, returns the last good answer while it is younger than
-    /// [`STALE`] (asking again after [`FRESH`]), else the failure, which is
-    /// kept for [`FRESH`].
-    fn settle(
+    /// The lookup under way for `key`, if any: a finished one is settled
+    /// and removed, and one running for [`GIVE_UP`] is given up.
+    fn running(&self, key: &Key) -> Option<Arc<Lookup>> {
+        let mut lookups = self.lookups.borrow_mut();
+        let running = lookups.get(key)?;
+        if let Some(outcome) = running.lookup.take() {
+            lookups.remove(key);
+            drop(lookups);
+            self.settle(key, outcome);
+            return None;
+        }
+        if running.started.elapsed() >= GIVE_UP {
+            tracing::warn!(host = %key.0, "resolver gave no answer in {GIVE_UP:?}; asking again");
+            running.task.abort();
+            // Whoever waits for it plans again.
+            running.lookup.done.notify_waiters();
+            lookups.remove(key);
+            return None;
+        }
+        Some(Arc::clone(&running.lookup))
+    }
+
+    /// Starts `lookup` as a task of its own for `key`.
+    fn start(
         &self,
-        key: Key,
-        looked_up: io::Result<Vec<SocketAddr>>,
-    ) -> io::Result<Rc<[SocketAddr]>> {
+        key: &Key,
+        lookup: impl Future<Output = Outcome> + Send + 'static,
+    ) -> Arc<Lookup> {
+        let shared = Arc::new(Lookup::default());
+        let writer = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            let outcome = lookup.await;
+            if let Ok(mut slot) = writer.outcome.lock() {
+                *slot = Some(outcome);
+            }
+            writer.finished.store(true, Ordering::Release);
+            writer.done.notify_waiters();
+        });
+        self.lookups.borrow_mut().insert(
+            key.clone(),
+            Running {
+                lookup: Arc::clone(&shared),
+                started: Instant::now(),
+                task: task.abort_handle(),
+            },
+        );
+        shared
+    }
+
+    /// Keeps a successful, non-empty lookup; after a failed or empty one,
+    /// keeps the last good answer while it is younger than [`STALE`]
+    /// (asking again after [`FRESH`]), else the failure, for [`FRESH`].
+    fn settle(&self, key: &Key, outcome: Outcome) {
         let now = Instant::now();
         let mut answers = self.answers.borrow_mut();
-        let failure = match looked_up {
+        let failure = match outcome {
             Ok(addresses) if !addresses.is_empty() => {
-                let addresses: Rc<[SocketAddr]> = addresses.into();
                 let answer = Answer {
-                    addresses: Rc::clone(&addresses),
+                    addresses: addresses.into(),
                     at: now,
                     next_ask: now + FRESH,
-                    asking: false,
                 };
-                self.failures.borrow_mut().remove(&key);
-                answers.insert(key, answer);
-                return Ok(addresses);
+                self.failures.borrow_mut().remove(key);
+                answers.insert(key.clone(), answer);
+                return;
             }
             Ok(_) => io::Error::new(io::ErrorKind::NotFound, "host resolved to no address"),
             Err(error) => error,
         };
-        match answers.get_mut(&key) {
+        match answers.get_mut(key) {
             Some(answer) if answer.at.elapsed() < STALE => {
                 answer.next_ask = now + FRESH;
                 tracing::warn!(
@@ -258,17 +302,15 @@ impl Cache {
                     "cannot resolve; using the last answer, {} s old",
                     answer.at.elapsed().as_secs()
                 );
-                Ok(Rc::clone(&answer.addresses))
             }
             _ => {
-                answers.remove(&key);
+                answers.remove(key);
                 let kept = Failure {
                     kind: failure.kind(),
                     message: failure.to_string(),
                     until: now + FRESH,
                 };
-                self.failures.borrow_mut().insert(key, kept);
-                Err(failure)
+                self.failures.borrow_mut().insert(key.clone(), kept);
             }
         }
     }
@@ -368,12 +410,16 @@ mod tests {
         let fallback = cache.resolve("app", 80, slow).await;
         assert_eq!(&*fallback.unwrap(), [addr(1)]);
         assert_eq!(started.elapsed(), ASK_WAIT);
-        // Asked again a second later, not by the very next connect.
+        // No second lookup while the first runs on, even a second later.
         let next = cache.resolve("app", 80, not_asked()).await;
         assert_eq!(&*next.unwrap(), [addr(1)]);
         tokio::time::advance(FRESH).await;
-        let later = cache.resolve("app", 80, answer(vec![addr(3)])).await;
-        assert_eq!(&*later.unwrap(), [addr(3)]);
+        let meanwhile = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*meanwhile.unwrap(), [addr(1)]);
+        // Its answer, when it comes, is kept for the next connect.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let later = cache.resolve("app", 80, not_asked()).await;
+        assert_eq!(&*later.unwrap(), [addr(2)]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -391,15 +437,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_connect_cut_while_asking_lets_one_ask_a_second_later() {
+    async fn a_lookup_that_never_ends_is_given_up() {
         let cache = answered_ago(FRESH).await;
-        let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
+        let never = std::future::pending::<Outcome>();
         // Cut (at connect_timeout, say) before the resolver wait is over.
         let cut = tokio::time::timeout(ASK_WAIT / 2, cache.resolve("app", 80, never));
         assert!(cut.await.is_err(), "the lookup never ends");
         let next = cache.resolve("app", 80, not_asked()).await;
         assert_eq!(&*next.unwrap(), [addr(1)]);
-        tokio::time::advance(FRESH).await;
+        tokio::time::advance(GIVE_UP).await;
         let later = cache.resolve("app", 80, answer(vec![addr(3)])).await;
         assert_eq!(&*later.unwrap(), [addr(3)], "not stuck asking");
     }
@@ -465,14 +511,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_lookup_cut_half_way_hands_over_to_a_waiting_connect() {
+    async fn a_lookup_runs_on_when_the_connect_that_started_it_is_cut() {
         let cache = Cache::default();
-        let never = std::future::pending::<io::Result<Vec<SocketAddr>>>();
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(vec![addr(3)])
+        };
         let (cut, waited) = tokio::join!(
-            tokio::time::timeout(Duration::from_secs(1), cache.resolve("app", 80, never)),
-            within(cache.resolve("app", 80, answer(vec![addr(3)]))),
+            tokio::time::timeout(Duration::from_secs(1), cache.resolve("app", 80, slow)),
+            within(cache.resolve("app", 80, not_asked())),
         );
-        assert!(cut.is_err(), "the first lookup never ends");
+        assert!(cut.is_err(), "cut before the resolver answered");
         assert_eq!(&*waited.unwrap(), [addr(3)]);
         assert!(cache.lookups.borrow().is_empty());
     }
