@@ -110,7 +110,20 @@ fn report(error: &ControlError) -> i32 {
     }
 }
 
+/// Whether `pid` still runs. An exited process whose parent has not
+/// reaped it yet (a zombie: `sluice run` started by a program that waits
+/// for it only once `stop` returns) has exited.
 fn alive(pid: u32) -> bool {
-    rustix::process::Pid::from_raw(pid as i32)
-        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    let exists = rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok());
+    exists && !is_zombie(pid)
+}
+
+/// Whether `/proc/PID/stat` gives state `Z` (the state follows the
+/// parenthesised command name, which may itself hold spaces or parens).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }

@@ -441,3 +441,31 @@ async fn workers_are_replaced_after_the_binary_was_removed_from_disk() {
     assert!(replaced, "no replacement: {:?}", sluice.workers());
     sluice.assert_serves("web").await;
 }
+
+#[tokio::test]
+async fn stop_returns_when_the_supervisor_exited_but_is_not_reaped_yet() {
+    let backend = Backend::start("app").await;
+    // `Supervisor` is this test's child, reaped only when dropped: once it
+    // exits it is a zombie, which `stop` must count as stopped.
+    let sluice = Supervisor::run(&config(&[&backend], 1, ""));
+    let mut stop = command(sluice.state.path())
+        .args(["stop", "-p", &sluice.pid().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = stop.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            stop.kill().unwrap();
+            panic!("`sluice stop` still waits for an exited supervisor");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stop.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(status.success(), "{said}");
+    assert!(said.contains("stopped"), "{said}");
+}
