@@ -22,7 +22,10 @@ const DASHBOARD: &str = concat!(
     "/config/grafana/sluice-dashboard.json"
 );
 
-/// A Prometheus server in a temp dir; killed on drop.
+/// A Prometheus server in a temp dir; killed on drop. It scrapes the
+/// target under two jobs, as two sluice instances with the same listener
+/// names are seen, so a dashboard query that matches one-to-one on a
+/// listener name alone fails.
 struct Prometheus {
     child: Child,
     address: SocketAddr,
@@ -36,7 +39,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: ['{target}']\n  - job_name: sluice-again\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();
