@@ -174,6 +174,14 @@ struct Supervisor {
     admin: Option<crate::admin::AdminHandle>,
 }
 
+/// How many workers `workers:` asks for: `auto` is one per CPU core.
+fn worker_count(workers: Workers) -> usize {
+    match workers {
+        Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Workers::Count(n) => n.get(),
+    }
+}
+
 /// What the health checker watches for `config`, at the supervisor's slots.
 fn health_targets(config: &Config, slots: &Slots) -> Vec<Target> {
     targets_with(config, |_, upstream| {
@@ -202,10 +210,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         crate::worker::check_user(user)?;
     }
     raise_open_files_limit();
-    let count = match config.workers {
-        Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        Workers::Count(n) => n.get(),
-    };
+    let count = worker_count(config.workers);
     let slots = Slots::assign(&config, &Slots::default())?;
     let mut bound = Vec::new();
     for listener in &config.listeners {
@@ -762,7 +767,8 @@ impl Supervisor {
                 tracing::warn!(listener = %listener.name, %error, "cannot set deferred accept");
             }
         }
-        let summary = diff::describe(&self.config, &config);
+        let workers = (self.workers.len(), worker_count(config.workers));
+        let summary = diff::describe(&self.config, &config, workers);
         self.bound = bound;
         self.config = config;
         self.text = text;
