@@ -166,6 +166,18 @@ listeners:
 }
 
 #[test]
+fn an_empty_admin_section_is_the_default_admin_endpoint() {
+    for section in ["admin:\n", "admin:\n  # listen: 9999\n", "admin: {}\n"] {
+        let config = parse(&format!("{section}{MINIMAL}")).expect("valid");
+        assert_eq!(
+            config.admin.map(|admin| admin.listen),
+            Some("127.0.0.1:9901".parse::<SocketAddr>().unwrap()),
+            "{section}"
+        );
+    }
+}
+
+#[test]
 fn public_folders_resolve_against_the_config_folder() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("static")).expect("mkdir");

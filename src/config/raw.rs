@@ -150,12 +150,34 @@ pub struct RawSettings<'a> {
     pub max_body_size: Option<&'a Scalar>,
 }
 
+impl RawSettings<'_> {
+    /// The names of the keys that are set, in the order of the struct.
+    pub fn present(&self) -> Vec<&'static str> {
+        [
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("response_timeout", self.response_timeout.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("header_timeout", self.header_timeout.is_some()),
+            ("body_timeout", self.body_timeout.is_some()),
+            ("send_timeout", self.send_timeout.is_some()),
+            ("retries", self.retries.is_some()),
+            ("max_connections", self.max_connections.is_some()),
+            ("max_header_size", self.max_header_size.is_some()),
+            ("max_body_size", self.max_body_size.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     /// `auto` or a count.
     pub workers: Option<Scalar>,
-    /// Admin endpoint.
+    /// Admin endpoint; `admin:` with nothing under it is the default one.
+    #[serde(default, deserialize_with = "section")]
     pub admin: Option<RawAdmin>,
     /// User to drop to.
     pub user: Option<Scalar>,
@@ -167,6 +189,17 @@ pub struct RawConfig {
     pub upstreams: Option<Vec<RawUpstream>>,
     /// Listeners.
     pub listeners: Option<Vec<RawListener>>,
+}
+
+/// A section that is there, even empty (YAML `null`): its defaults.
+fn section<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// `admin:`.

@@ -119,6 +119,24 @@ pub(super) fn listeners(
     out
 }
 
+/// Settings of a whole client connection, read before any rule is
+/// chosen: they cannot be set per rule.
+const CONNECTION_WIDE: [&str; 4] = [
+    "header_timeout",
+    "send_timeout",
+    "max_header_size",
+    "max_connections",
+];
+
+/// Settings about HTTP requests, with no meaning on a tcp listener.
+const HTTP_ONLY: [&str; 5] = [
+    "response_timeout",
+    "body_timeout",
+    "send_timeout",
+    "max_header_size",
+    "max_body_size",
+];
+
 /// Whether two listen addresses cannot both be bound. Port 0 picks a free
 /// port, so it never clashes; a wildcard IP clashes with any IP of its
 /// family on the same port.
@@ -218,6 +236,14 @@ fn tcp_listener(
         );
     }
     let key = |name: &str| join(path, name);
+    for name in listener.settings().present() {
+        if HTTP_ONLY.contains(&name) {
+            ck.at_key(
+                &key(name),
+                format!("`{name}` does not apply to a tcp listener: it is about HTTP requests"),
+            );
+        }
+    }
     let proxy_path = key("proxy_protocol");
     let proxy_protocol = ck.value(
         &proxy_path,
@@ -341,6 +367,16 @@ fn rule_config(
             i32::MAX.into(),
         )
         .map(|n| n as i32); // within i32's range
+    for name in rule.settings().present() {
+        if CONNECTION_WIDE.contains(&name) {
+            ck.at_key(
+                &key(name),
+                format!(
+                    "`{name}` applies to a whole client connection, before a rule is chosen: set it on the listener or in `defaults`"
+                ),
+            );
+        }
+    }
     let settings = ck.settings(listener, rule.settings(), path);
 
     let action = match (&rule.upstreams, &rule.public) {

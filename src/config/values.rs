@@ -168,6 +168,17 @@ pub const LOOPBACK_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub fn upstream_address(text: &str) -> Result<UpstreamAddress, String> {
     let text = text.trim();
     let usage = || format!("`{text}` is not an upstream address; write `host:port`");
+    if let Some((scheme, rest)) = text.split_once("://") {
+        let authority = rest.split('/').next().unwrap_or(rest);
+        return Err(format!(
+            "`{text}` is a URL; write the upstream as `host:port` (`{authority}`), without `{scheme}://` or a path"
+        ));
+    }
+    if let Some((authority, _)) = text.split_once('/') {
+        return Err(format!(
+            "`{text}` has a path; write the upstream as `host:port` (`{authority}`)"
+        ));
+    }
     let (host, port) = text.rsplit_once(':').ok_or_else(usage)?;
     let host = if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(usage)?;

@@ -150,6 +150,16 @@ fn upstream_addresses() {
             .unwrap_err()
             .contains("not a valid host name")
     );
+    let url = upstream_address("http://127.0.0.1:3000/api").unwrap_err();
+    assert!(
+        url.contains("is a URL") && url.contains("(`127.0.0.1:3000`)"),
+        "{url}"
+    );
+    let path = upstream_address("app:3000/api").unwrap_err();
+    assert!(
+        path.contains("has a path") && path.contains("(`app:3000`)"),
+        "{path}"
+    );
 }
 
 #[test]
