@@ -455,6 +455,16 @@ impl Row {
         self.add_listener(listener, counter, 1);
     }
 
+    /// Counts an answer sluice wrote to a request it could not route (a
+    /// head it could not parse, or that timed out): on the listener and on
+    /// its "no rule" `pair`, if it has one.
+    pub fn count_own_answer(&self, listener: usize, pair: Option<usize>, status: u16) {
+        self.count_response(listener, status);
+        if let Some(pair) = pair {
+            self.add(pair_slot(pair, status_class(status)), 1);
+        }
+    }
+
     /// A plain load and store, not a locked read-modify-write: a row has
     /// one writer, its worker's thread (readers only load), and a locked
     /// add costs tens of cycles on the hot path, several times a request.

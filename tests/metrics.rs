@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::metrics::{get, promtool_check, samples, scrape, tool, value};
 use common::processes::{Supervisor, signal};
-use common::{Backend, client, upstreams_yaml};
+use common::{Backend, client, raw_exchange, status_of, upstreams_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One TCP connection through a passthrough listener to an HTTP backend.
@@ -465,4 +465,57 @@ listeners:
     }
     let later = settle(5.0).await;
     assert_eq!(counted(&later), (5.0, 5.0), "{later}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_requests_that_never_reached_a_rule_are_counted() {
+    let app = Backend::start("app").await;
+    let yaml = format!(
+        "workers: 1\nadmin: {{ listen: 127.0.0.1:0 }}\n{}listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    header_timeout: 300ms
+    rules: [{{ path: /*, upstreams: [app] }}]
+",
+        upstreams_yaml(&[&app])
+    );
+    let sluice = Supervisor::run(&yaml);
+    let web = sluice.addr("web");
+    let quiet = Duration::from_secs(2);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let cases: [(&[u8], u16); 4] = [
+        (b"GARBAGE\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            400,
+        ),
+        (big.as_bytes(), 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", 408),
+    ];
+    for (request, status) in cases {
+        let answer = raw_exchange(web, request, quiet).await;
+        assert_eq!(status_of(&answer), status, "{answer}");
+    }
+    let own = [
+        ("listener", "web"),
+        ("rule", ""),
+        ("upstream", ""),
+        ("code", "4xx"),
+    ];
+    let mut text = String::new();
+    for _ in 0..250 {
+        text = scrape(sluice.admin.unwrap()).await;
+        if value(&samples(&text), "sluice_http_requests_total", &own) == 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        value(&samples(&text), "sluice_http_requests_total", &own),
+        4.0,
+        "{text}"
+    );
 }

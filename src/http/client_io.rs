@@ -206,6 +206,8 @@ pub struct ClientIo {
     deadlines: Deadlines,
     row: Row,
     listener: usize,
+    /// The listener's "no rule" pair, where its 408s are counted.
+    own_pair: Option<usize>,
     read_timer: LazyTimer,
     write_timer: LazyTimer,
     framing: FramingScan,
@@ -222,7 +224,7 @@ impl ClientIo {
         phase: SharedPhase,
         deadlines: Deadlines,
         row: Row,
-        listener: usize,
+        (listener, own_pair): (usize, Option<usize>),
     ) -> ClientIo {
         ClientIo {
             stream: ManuallyDrop::new(stream),
@@ -230,6 +232,7 @@ impl ClientIo {
             deadlines,
             row,
             listener,
+            own_pair,
             read_timer: LazyTimer::default(),
             write_timer: LazyTimer::default(),
             framing: FramingScan::default(),
@@ -315,8 +318,7 @@ impl ClientIo {
                         // Best effort: a 408 fits in any socket buffer; if the
                         // client stopped reading, the close says enough.
                         let _ = self.stream.try_write(TIMEOUT_408);
-                        self.row
-                            .add_listener(self.listener, ListenerCounter::Responses4xx, 1);
+                        self.row.count_own_answer(self.listener, self.own_pair, 408);
                         Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "request head timeout",

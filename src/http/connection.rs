@@ -19,7 +19,7 @@ use super::parking::{self, ParkingLot};
 use super::proxy::{self, ConnContext};
 use super::{Admitted, Worker, forwarding};
 use crate::counters::ListenerCounter;
-use crate::runtime::Listener;
+use crate::runtime::{Listener, ListenerKind};
 use crate::stop::ListenerStop;
 
 /// What the connections of one listener in one worker share: their
@@ -119,6 +119,9 @@ impl ListenerConnections {
 struct ClientSettings {
     deadlines: Deadlines,
     slot: usize,
+    /// The listener's "no rule" pair: where answers to requests that
+    /// never reached a rule are counted.
+    own_pair: Option<usize>,
     max_header_size: usize,
     /// Longest wait for a byte while lingering.
     linger_quiet: Duration,
@@ -134,6 +137,10 @@ impl ClientSettings {
                 send: settings.send_timeout,
             },
             slot: listener.slot,
+            own_pair: match &listener.kind {
+                ListenerKind::Http(routes) => Some(routes.no_rule.pair),
+                ListenerKind::Tcp(_) => None,
+            },
             max_header_size: settings.max_header_size,
             linger_quiet: settings.body_timeout.min(linger::QUIET),
         }
@@ -154,9 +161,9 @@ async fn serve_connection(
         Arc::clone(&conn.phase),
         client.deadlines,
         conn.worker.row.clone(),
-        client.slot,
+        (client.slot, client.own_pair),
     );
-    let serving = serve_until_idle(io, &conn, client.max_header_size, listener.lot.is_some());
+    let serving = serve_until_idle(io, &conn, &client, listener.lot.is_some());
     let stream = match serving.await {
         Ended::Closed => return,
         Ended::Lingering(stream) => {
@@ -215,9 +222,10 @@ enum Ended {
 async fn serve_until_idle(
     io: ClientIo,
     conn: &Rc<ConnContext>,
-    max_header_size: usize,
+    client: &ClientSettings,
     can_park: bool,
 ) -> Ended {
+    let max_header_size = client.max_header_size;
     let stop = &conn.stop;
     let service = {
         let conn = Rc::clone(conn);
@@ -264,6 +272,11 @@ async fn serve_until_idle(
     };
     if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
+        if let Some(status) = hyper_answer(&error) {
+            conn.worker
+                .row
+                .count_own_answer(client.slot, client.own_pair, status);
+        }
     }
     // Dropping hyper's state drops the socket wrapper, which hands the
     // socket back if parking began or the connection must linger.
@@ -273,4 +286,23 @@ async fn serve_until_idle(
         Some(stream) => Ended::Lingering(stream),
         None => Ended::Closed,
     }
+}
+
+/// The answer hyper wrote itself before it ended a connection over
+/// `error`: 431 or 414 for a head or URI too long, 400 for any other
+/// request it could not parse; none for the HTTP/2 preface, its internal
+/// errors, or anything but a parse error.
+fn hyper_answer(error: &hyper::Error) -> Option<u16> {
+    if !error.is_parse() {
+        return None;
+    }
+    let text = error.to_string();
+    if error.is_parse_too_large() {
+        return Some(if text.starts_with("URI too long") {
+            414
+        } else {
+            431
+        });
+    }
+    (!text.contains("HTTP2 preface") && !text.starts_with("internal error")).then_some(400)
 }
