@@ -22,12 +22,13 @@ const BACKENDS: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
 /// and serves until Ctrl-C.
 pub fn run(port: u16) -> anyhow::Result<()> {
     let addresses = start_backends()?;
-    let dir = tempfile_dir()?;
-    let path = dir.join("demo.yaml");
+    let dir = DemoDir::create()?;
+    let path = dir.0.join("demo.yaml");
     std::fs::write(&path, demo_config(port, &addresses))?;
     let config =
         crate::config::load(&path).map_err(|errors| anyhow::anyhow!("demo config: {errors}"))?;
-    let instance = Instance::start(&config)?;
+    let instance = Instance::start(&config)
+        .map_err(|error| anyhow::anyhow!("{error:#}\n(another port: `sluice demo --port N`)"))?;
     let web = instance.address("web");
     println!("sluice demo: a balancer on http://{web} in front of three backends");
     for (name, addr) in BACKENDS.iter().zip(&addresses) {
@@ -45,10 +46,34 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(tokio::signal::ctrl_c())?;
+        .block_on(async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => interrupted,
+                _ = terminate.recv() => Ok(()),
+            }
+        })?;
     instance.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The demo's config folder in the temp dir, removed however the demo
+/// ends (stopped, or failed to start).
+struct DemoDir(std::path::PathBuf);
+
+impl DemoDir {
+    fn create() -> std::io::Result<DemoDir> {
+        let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(DemoDir(dir))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Starts the demo backends on their own thread (they must answer health
@@ -96,12 +121,6 @@ pub fn demo_config(port: u16, backends: &[SocketAddr]) -> String {
         "listeners:\n  - name: web\n    listen: 127.0.0.1:{port}\n    mode: http\n    headers:\n      - key: x-request-id\n        value: $request_id\n    rules:\n      - path: /api\n        upstreams: [{ids}]\n        strategy: least-connections\n      - path: /sticky/*\n        upstreams: [{ids}]\n        strategy: consistent-hash\n        hash_key: header:x-user\n      - path: /*\n        upstreams: [{ids}]\n"
     ));
     yaml
-}
-
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 async fn serve_backend(listener: TcpListener, name: &'static str) {
