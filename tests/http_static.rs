@@ -120,6 +120,22 @@ async fn folders_serve_index_html() {
 }
 
 #[tokio::test]
+async fn a_folder_redirect_goes_to_the_normalised_path_never_another_site() {
+    let site = site().await;
+    for (target, location) in [
+        ("//evil.example/../assets/sub", "/assets/sub/"),
+        ("/x/../assets/./sub?a=1", "/assets/sub/?a=1"),
+    ] {
+        let redirect = get(&site, target, "").await;
+        assert!(
+            matches!(status_of(&redirect), 301 | 307 | 308),
+            "{target}: {redirect}"
+        );
+        assert_eq!(header(&redirect, "location"), Some(location), "{target}");
+    }
+}
+
+#[tokio::test]
 async fn nothing_outside_the_folder_is_served() {
     let site = site().await;
     for target in [

@@ -157,17 +157,17 @@ async fn route_and_serve(
         .and_then(|host| forwarding::host_value(req.headers(), host));
     let host = host_value.as_ref().and_then(|v| v.to_str().ok());
     // The normalised path is borrowed from the request (no allocation in
-    // the common case); only a static file keeps its remainder.
-    let (found, remainder) = {
+    // the common case); only a static file keeps it.
+    let (found, static_path) = {
         let path = crate::runtime::router::normalize_path(req.uri().path())
             .map_err(|_| ProxyError::BadRequest("malformed request path"))?;
         let found = routes
             .router
             .route(host, req.method(), &path)
             .ok_or(ProxyError::NoRoute)?;
-        let remainder = matches!(routes.rules[found.rule].action, Action::Static { .. })
-            .then(|| path[found.prefix_len..].to_owned());
-        (found, remainder)
+        let static_path = matches!(routes.rules[found.rule].action, Action::Static { .. })
+            .then(|| path.into_owned());
+        (found, static_path)
     };
     let rule = &routes.rules[found.rule];
     outcome.set(Some(Outcome {
@@ -176,7 +176,8 @@ async fn route_and_serve(
     }));
     match &rule.action {
         Action::Static { root } => {
-            Ok(static_files::serve(root, remainder.as_deref().unwrap_or_default(), req).await)
+            let path = static_path.unwrap_or_default();
+            Ok(static_files::serve(root, &path, found.prefix_len, req).await)
         }
         Action::Proxy { pool, pass_host } => {
             let target = Target {

@@ -17,17 +17,22 @@ use tower_http::services::ServeDir;
 use super::body::ResponseBody;
 use super::error::plain_text;
 
-/// Serves `remainder` (a normalised path, relative to the rule's prefix)
-/// from `root` (canonical).
-pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Response<ResponseBody> {
-    let Some(relative) = safe_relative(remainder) else {
+/// Serves `path` (the request's normalised path, whose first
+/// `prefix_len` bytes matched the rule) from `root` (canonical).
+pub async fn serve(
+    root: &Path,
+    path: &str,
+    prefix_len: usize,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let Some(relative) = path.get(prefix_len..).and_then(safe_relative) else {
         return not_found();
     };
     if !stays_inside(root, &relative).await {
         return not_found();
     }
     let (mut parts, _) = req.into_parts();
-    let original = parts.uri.clone();
+    let query = parts.uri.query().map(str::to_owned);
     let encoded = encode_path(&relative);
     parts.uri = match Uri::builder().path_and_query(encoded).build() {
         Ok(uri) => uri,
@@ -45,19 +50,19 @@ pub async fn serve(root: &Path, remainder: &str, req: Request<Incoming>) -> Resp
         Err(error) => match error {},
     };
     if response.status().is_redirection() {
-        redirect_to_folder(&mut response, &original);
+        redirect_to_folder(&mut response, path, query.as_deref());
     }
     response
 }
 
 /// ServeDir redirects a folder to its path with a slash, but it saw the
-/// path below the rule's prefix: point the client at its own path instead.
-fn redirect_to_folder(response: &mut Response<ResponseBody>, original: &Uri) {
-    let query = original
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    if let Ok(location) = http::HeaderValue::try_from(format!("{}/{query}", original.path())) {
+/// path below the rule's prefix: point the client at the normalised path
+/// it asked for. Never the raw one, which routing read past (`//evil.com/..`
+/// would make a redirect to another site), and never one starting `//`.
+fn redirect_to_folder(response: &mut Response<ResponseBody>, path: &str, query: Option<&str>) {
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let path = encode_path(path.trim_start_matches('/').trim_end_matches('/'));
+    if let Ok(location) = http::HeaderValue::try_from(format!("/{path}/{query}")) {
         response
             .headers_mut()
             .insert(http::header::LOCATION, location);
