@@ -352,6 +352,41 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_for_bodyless_req
 }
 
 #[tokio::test]
+async fn a_get_whose_upstream_went_away_mid_keep_alive_moves_to_another_upstream() {
+    use tokio::io::AsyncReadExt;
+    // Answers one request, then on the next one on that connection stops
+    // listening and closes: the pooled connection is lost, and so is the
+    // fresh connect sluice tries next.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dying = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        common::read_request_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\ndying")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        drop(listener);
+    });
+    let good = Backend::start("good").await;
+    // Weights 100:1 send the first two requests to `dying`.
+    let yaml = format!(
+        "upstreams:\n  - id: dying\n    address: {dying}\n    weight: 100\n    health_check: {{ kind: none }}\n\
+         \x20 - id: good\n    address: {}\n    health_check: {{ kind: none }}\n\
+         defaults:\n  retries: 2\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /*\n        upstreams: [dying, good]\n",
+        good.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let first = raw_response(proxy.addr("web"), b"GET /one HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert!(first.ends_with("dying"), "{first}");
+    let second = raw_response(proxy.addr("web"), b"GET /two HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(status_of(&second), 200, "{second}");
+    assert!(second.contains("good GET /two"), "{second}");
+}
+
+#[tokio::test]
 async fn an_idle_upstream_connection_its_upstream_closed_is_closed_within_seconds() {
     use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

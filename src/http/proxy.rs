@@ -5,9 +5,10 @@
 //! pooled or new connection. A failed connect moves the request to another
 //! upstream (up to `retries`, never one already tried). A pooled connection
 //! the upstream had closed is replaced transparently: a request not yet
-//! written goes on a fresh connection, and a bodyless request is rebuilt if
-//! the close raced with sending it. Nothing is retried once a body started
-//! streaming or a response began.
+//! written goes on a fresh connection, and a bodyless idempotent request
+//! is rebuilt if the close raced with sending it (and moves to another
+//! upstream if the fresh connect fails). Nothing is retried once a body
+//! started streaming or a response began.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -361,7 +362,9 @@ async fn proxy(
                 Attempt::Lost { reused }
                     if reused && bodyless && !fresh && idempotent(&outgoing.method) =>
                 {
-                    fresh = true
+                    // Kept for another upstream should the fresh connect fail.
+                    body = Some(RequestBody::empty(Rc::clone(&failure)));
+                    fresh = true;
                 }
                 // Reset before any response byte, nothing streamed: an
                 // idempotent bodyless request moves on to another upstream.
