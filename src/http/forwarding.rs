@@ -95,14 +95,19 @@ pub fn check_request<B>(req: &Request<B>, present: Present) -> Result<Option<&st
         ),
         (None, _) => None,
     };
+    // RFC 9112 section 3.2: an HTTP/1.1 request needs a Host header, also
+    // with an absolute-form target.
+    if host.is_none() && req.version() >= http::Version::HTTP_11 {
+        return Err(ProxyError::BadRequest("missing Host header"));
+    }
     match (req.uri().authority(), host) {
+        (Some(authority), _) if !valid_host(authority.as_str()) => Err(ProxyError::BadRequest(
+            "invalid request target authority (user info, or a character a host cannot have)",
+        )),
         (Some(authority), Some(host)) if !authority.as_str().eq_ignore_ascii_case(host) => Err(
             ProxyError::BadRequest("request target authority differs from Host"),
         ),
         (Some(authority), _) => Ok(Some(authority.as_str())),
-        (None, None) if req.version() >= http::Version::HTTP_11 => {
-            Err(ProxyError::BadRequest("missing Host header"))
-        }
         (None, host) => Ok(host),
     }
 }

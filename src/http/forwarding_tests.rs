@@ -99,6 +99,31 @@ fn absolute_form_must_agree_with_host() {
         .body(())
         .unwrap();
     assert_eq!(checked(&req), Ok(Some("a.example")));
+    let no_host = Request::builder()
+        .uri("http://a.example/x")
+        .body(())
+        .unwrap();
+    assert_eq!(
+        checked(&no_host),
+        Err(ProxyError::BadRequest("missing Host header")),
+        "HTTP/1.1 needs Host with an absolute-form target too"
+    );
+    for host in [None, Some("a.example")] {
+        let mut builder = Request::builder().uri("http://u:p@a.example/x");
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        assert!(
+            matches!(checked(&builder.body(()).unwrap()), Err(ProxyError::BadRequest(why)) if why.contains("user info") || why.contains("Host")),
+            "user info never passes ({host:?})"
+        );
+    }
+    let http10 = Request::builder()
+        .version(http::Version::HTTP_10)
+        .uri("http://a.example/x")
+        .body(())
+        .unwrap();
+    assert_eq!(checked(&http10), Ok(Some("a.example")));
 }
 
 fn client() -> HeaderValue {
