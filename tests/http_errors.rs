@@ -518,6 +518,26 @@ async fn a_slow_upload_is_not_cut_by_the_response_timeout_while_it_moves() {
 }
 
 #[tokio::test]
+async fn a_client_pausing_its_upload_is_bound_by_body_timeout_not_response_timeout() {
+    let b = Backend::start("app").await;
+    let proxy = Proxy::start(&config(
+        &[&b],
+        "  response_timeout: 400ms\n  body_timeout: 3s\n",
+        "",
+    ));
+    let mut client = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    client
+        .write_all(b"POST /sink HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    // The upstream waits for the client: not its fault, not a 504.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let response = exchange(&mut client, b"cdefghij").await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(response.ends_with("10"), "{response}");
+}
+
+#[tokio::test]
 async fn empty_responses_keep_their_upstream_connection() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncReadExt;

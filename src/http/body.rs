@@ -41,6 +41,9 @@ pub struct BodyState {
     /// created, or the current upstream connected to, if later): the
     /// upstream's response deadline counts from here.
     progress: Cell<Instant>,
+    /// The body's last read found nothing from the client: the upload
+    /// waits on the client (bounded by `body_timeout`), not the upstream.
+    awaiting_client: Cell<bool>,
 }
 
 impl BodyState {
@@ -51,6 +54,7 @@ impl BodyState {
             failure: Cell::new(None),
             finished: Cell::new(false),
             progress: Cell::new(arrived),
+            awaiting_client: Cell::new(false),
         }
     }
 
@@ -65,14 +69,19 @@ impl BodyState {
     }
 
     /// `Ready` once `timeout` passed without the body moving: the upstream
-    /// neither took more of it nor answered after it was sent. `timer` is
-    /// the connection's, reused from request to request.
+    /// neither took more of it nor answered after it was sent. Time the
+    /// upload waits on the client does not count (the client's pauses are
+    /// `body_timeout`'s business). `timer` is the connection's, reused
+    /// from request to request.
     pub fn poll_stalled(
         &self,
         timer: &mut LazyTimer,
         timeout: Duration,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
+        if self.awaiting_client.get() {
+            self.moved();
+        }
         timer.poll_until(self.progress.get() + timeout, cx)
     }
 
@@ -196,7 +205,9 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
+        let polled = Pin::new(inner).poll_frame(cx);
+        this.state.awaiting_client.set(polled.is_pending());
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stall.progressed();
                 this.state.moved();
