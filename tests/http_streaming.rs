@@ -133,6 +133,30 @@ async fn websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
+async fn an_idle_websocket_closes_at_the_idle_timeout_and_a_busy_one_does_not() {
+    let b = Backend::start("app").await;
+    let yaml = config(&b).replace("listeners:", "defaults:\n  idle_timeout: 600ms\nlisteners:");
+    let proxy = Proxy::start(&yaml);
+    let url = format!("ws://{}/ws", proxy.addr("web"));
+    let (mut busy, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Messages every 200 ms for 1.2 s: never 600 ms without a byte.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        busy.send(Message::text(format!("tick {i}"))).await.unwrap();
+        let reply = busy.next().await.unwrap().unwrap();
+        assert_eq!(reply, Message::text(format!("tick {i}")));
+    }
+    let (mut idle, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), idle.next())
+        .await
+        .expect("the idle tunnel was closed");
+    assert!(
+        !matches!(ended, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test]
 async fn upgrade_refused_by_the_upstream_stays_http() {
     let b = Backend::start("app").await;
     let proxy = Proxy::start(&config(&b));

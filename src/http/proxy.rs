@@ -381,7 +381,12 @@ async fn proxy(
             }
         };
         if let Some((response, upgraded)) = sent {
-            return Ok(finish(*response, upgraded, client_upgrade, conn));
+            let tunnel = Tunnel {
+                upstream: upgraded,
+                client: client_upgrade,
+                idle: settings.idle_timeout,
+            };
+            return Ok(finish(*response, tunnel, conn));
         }
         connect_attempts_left -= 1;
         if connect_attempts_left == 0 || body.is_none() {
@@ -549,18 +554,26 @@ async fn send(
     }
 }
 
+/// What a 101 answer turns into a tunnel: the upstream connection, the
+/// client's upgrade (with the protocol it asked for), and how long the
+/// tunnel may stay idle.
+struct Tunnel {
+    upstream: Option<Link>,
+    client: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+    idle: Duration,
+}
+
 /// Cleans the upstream response for the client and, for a 101, splices the
 /// two upgraded connections together.
 fn finish(
     mut response: Response<ResponseBody>,
-    upgraded: Option<Link>,
-    client_upgrade: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+    tunnel: Tunnel,
     conn: &Rc<ConnContext>,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     forwarding::to_client(response.headers_mut(), switching);
     if switching {
-        let (Some((protocol, client)), Some(upstream)) = (client_upgrade, upgraded) else {
+        let (Some((protocol, client)), Some(upstream)) = (tunnel.client, tunnel.upstream) else {
             return ProxyError::UpstreamFailed.response();
         };
         let agreed = response
@@ -570,7 +583,8 @@ fn finish(
         if !agreed {
             return ProxyError::UpstreamFailed.response();
         }
-        tokio::task::spawn_local(super::tunnel::splice(client, upstream, Rc::clone(conn)));
+        let splice = super::tunnel::splice(client, upstream, tunnel.idle, Rc::clone(conn));
+        tokio::task::spawn_local(splice);
     }
     response
 }

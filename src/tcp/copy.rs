@@ -126,8 +126,9 @@ pub async fn bidirectional(
     }
 }
 
-/// Returns once `activity` is `idle` in the past.
-async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
+/// Returns once `activity` is `idle` in the past (also used by HTTP's
+/// upgraded tunnels).
+pub async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
     loop {
         let deadline = activity.get() + idle;
         if Instant::now() >= deadline {
