@@ -213,7 +213,9 @@ impl FramingFacts {
     /// How the body is delimited (RFC 9112 §6.3); a length two parsers
     /// could read differently is refused.
     fn framing(&self, status: StatusCode, head_request: bool) -> Result<Framing, HeadError> {
-        if self.lengths > 1 || (self.lengths == 1 && self.coded) {
+        // A length that does not parse is refused whatever the request
+        // (a HEAD answer's Content-Length goes to the client as it is).
+        if self.lengths > 1 || (self.lengths == 1 && (self.coded || self.length.is_none())) {
             return Err(HeadError::AmbiguousFraming);
         }
         if head_request

@@ -91,12 +91,19 @@ fn ambiguous_or_invalid_lengths_are_refused() {
         "HTTP/1.1 200 OK\r\ncontent-length: 5x\r\n\r\n",
         "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
     ] {
-        assert_eq!(
-            parse_all(text, false).unwrap_err(),
-            HeadError::AmbiguousFraming,
-            "{text}"
-        );
+        for head_request in [false, true] {
+            assert_eq!(
+                parse_all(text, head_request).unwrap_err(),
+                HeadError::AmbiguousFraming,
+                "{text} (HEAD: {head_request})"
+            );
+        }
     }
+    let no_content = "HTTP/1.1 204 No Content\r\ncontent-length: abc\r\n\r\n";
+    assert_eq!(
+        parse_all(no_content, false).unwrap_err(),
+        HeadError::AmbiguousFraming
+    );
     assert!(matches!(
         parse_all("HTTTP/1.1 200 OK\r\n\r\n", false),
         Err(HeadError::Malformed(_))
