@@ -194,3 +194,29 @@ async fn an_upstream_named_by_hostname_is_resolved_and_reached() {
     }
     assert!(b.seen().len() >= 3);
 }
+
+#[tokio::test]
+async fn options_asterisk_is_routed_as_the_root_and_forwarded_as_it_came() {
+    let app = Backend::start("app").await;
+    let api = Backend::start("api").await;
+    let yaml = format!(
+        "{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules:\n      - path: /api\n        upstreams: [api]\n      - path: /*\n        upstreams: [app]\n",
+        upstreams_yaml(&[&app, &api])
+    );
+    let proxy = Proxy::start(&yaml);
+    let response = raw_exchange(
+        proxy.addr("web"),
+        b"OPTIONS * HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(response.ends_with("app OPTIONS *"), "{response}");
+    let refused = raw_exchange(
+        proxy.addr("web"),
+        b"GET * HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&refused), 400, "{refused}");
+}

@@ -160,7 +160,14 @@ async fn route_and_serve(
     // The normalised path is borrowed from the request (no allocation in
     // the common case); only a static file keeps it.
     let (found, static_path) = {
-        let path = crate::runtime::router::normalize_path(req.uri().path())
+        // `OPTIONS *` (the only request `check_request` lets through with
+        // `*`) asks about the server as a whole: it is routed as `/` and
+        // forwarded as it came.
+        let raw = match req.uri().path() {
+            "*" => "/",
+            path => path,
+        };
+        let path = crate::runtime::router::normalize_path(raw)
             .map_err(|_| ProxyError::BadRequest("malformed request path"))?;
         let found = routes
             .router
