@@ -181,3 +181,29 @@ async fn stopping_closes_parked_connections_without_waiting_for_the_drain() {
         .expect("stop waited for the drain timeout")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_pipelined_head_cut_short_gets_the_header_timeout_and_a_408() {
+    let b = Backend::start("app").await;
+    let yaml = config(&b, "30s").replace("header_timeout: 5s", "header_timeout: 500ms");
+    let proxy = Proxy::start(&yaml);
+    let mut stream = TcpStream::connect(proxy.addr("web")).await.unwrap();
+    stream
+        .write_all(b"GET /one HTTP/1.1\r\nhost: a\r\n\r\nGET /two HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // Both the first answer and the 408 come long before the idle timeout.
+    let mut answers = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answers.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still open: {answers}");
+    assert_eq!(statuses(&answers), ["200", "408"], "{answers}");
+}

@@ -356,7 +356,14 @@ impl Drop for ResponseBody {
             && phase.get() == Phase::Busy
             && request_done
         {
-            phase.set(Phase::Idle(Instant::now()));
+            // Part of a pipelined head already read: that head is being
+            // read (header_timeout, then 408), the connection is not idle.
+            let now = Instant::now();
+            phase.set(if phase.at_boundary() {
+                Phase::Idle(now)
+            } else {
+                Phase::Head(now)
+            });
         }
     }
 }

@@ -112,6 +112,12 @@ impl PhaseCell {
         cell
     }
 
+    /// Whether every byte read so far ends where a request ends: no part
+    /// of a next request head has come yet.
+    pub fn at_boundary(&self) -> bool {
+        self.at_boundary.load(Ordering::Relaxed)
+    }
+
     /// Whether the connection has waited for its next request for at
     /// least `quiet`, with nothing read that hyper has not handled: its
     /// hyper state can then be dropped without losing a byte.
