@@ -166,6 +166,16 @@ listeners:
 }
 
 #[test]
+fn a_quoted_worker_count_is_a_count() {
+    let config = parse(&format!("workers: \"2\"\n{MINIMAL}")).expect("valid");
+    assert_eq!(config.workers, Workers::Count(2.try_into().unwrap()));
+    assert_eq!(
+        errors(&format!("workers: \"0\"\n{MINIMAL}")),
+        ["1:10: `workers` must be `auto` or more than 0, found `0`"]
+    );
+}
+
+#[test]
 fn an_empty_admin_section_is_the_default_admin_endpoint() {
     for section in ["admin:\n", "admin:\n  # listen: 9999\n", "admin: {}\n"] {
         let config = parse(&format!("{section}{MINIMAL}")).expect("valid");

@@ -398,28 +398,39 @@ pub(super) fn validate(
         errors,
     };
 
+    // A quoted number (`"2"`) is taken as the number, as other counts are.
+    let quoted_count = match raw.workers.as_ref() {
+        Some(Scalar::Str(text)) => text.trim().parse::<i128>().ok().map(Scalar::Int),
+        _ => None,
+    };
     let workers = ck
-        .value("workers", raw.workers.as_ref(), |ck, s| match s {
-            Scalar::Int(n) if (1..=1024).contains(n) => {
-                // Within 1..=1024, so both conversions succeed.
-                Ok(Workers::Count(
-                    NonZeroUsize::new(*n as usize).expect("checked non-zero"),
-                ))
-            }
-            Scalar::Int(n) if *n > 1024 => Err("`workers` is too large (at most 1024)".to_owned()),
-            Scalar::Int(n) => Err(format!(
-                "`workers` must be `auto` or more than 0, found `{n}`"
-            )),
-            Scalar::Float(_) => {
-                Err("`workers` must be `auto` or a number of processes (at most 1024)".to_owned())
-            }
-            other => match ck.text("workers", other)?.as_ref() {
-                "auto" => Ok(Workers::Auto),
-                text => Err(format!(
-                    "`workers` must be `auto` or a number of processes, found `{text}`"
+        .value(
+            "workers",
+            quoted_count.as_ref().or(raw.workers.as_ref()),
+            |ck, s| match s {
+                Scalar::Int(n) if (1..=1024).contains(n) => {
+                    // Within 1..=1024, so both conversions succeed.
+                    Ok(Workers::Count(
+                        NonZeroUsize::new(*n as usize).expect("checked non-zero"),
+                    ))
+                }
+                Scalar::Int(n) if *n > 1024 => {
+                    Err("`workers` is too large (at most 1024)".to_owned())
+                }
+                Scalar::Int(n) => Err(format!(
+                    "`workers` must be `auto` or more than 0, found `{n}`"
                 )),
+                Scalar::Float(_) => Err(
+                    "`workers` must be `auto` or a number of processes (at most 1024)".to_owned(),
+                ),
+                other => match ck.text("workers", other)?.as_ref() {
+                    "auto" => Ok(Workers::Auto),
+                    text => Err(format!(
+                        "`workers` must be `auto` or a number of processes, found `{text}`"
+                    )),
+                },
             },
-        })
+        )
         .unwrap_or(Workers::Auto);
 
     let admin = raw.admin.as_ref().map(|admin| {
