@@ -11,8 +11,13 @@ use anyhow::Context as _;
 
 use crate::supervisor::control::{self, Command, ControlError};
 
-/// How long `start` waits for the new supervisor to answer.
+/// How long `start` waits for the new supervisor to answer, beyond its
+/// first round of health checks (which it waits for before it answers).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `reload` and `status` wait for the answer: a reload waits for
+/// new upstreams' first checks and for every worker, each bounded by the
+/// supervisor itself.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long `stop` waits for a supervisor to finish draining.
 const STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -37,7 +42,13 @@ pub fn start(config: &Path) -> anyhow::Result<i32> {
     let pid = child.id();
     let log_path = dir.join(format!("sluice-{pid}.log"));
     std::fs::rename(&starting, &log_path)?;
-    let deadline = Instant::now() + START_TIMEOUT;
+    // The first round of checks is bounded by the longest check timeout.
+    let checks = crate::config::load(&config)
+        .ok()
+        .and_then(|c| c.upstreams.iter().map(|u| u.health_check.timeout).max())
+        .unwrap_or_default();
+    let wait = START_TIMEOUT + checks;
+    let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
             eprint!("{}", std::fs::read_to_string(&log_path).unwrap_or_default());
@@ -55,7 +66,7 @@ pub fn start(config: &Path) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!(
-        "sluice (pid {pid}) did not answer within {START_TIMEOUT:?}; log: {}",
+        "sluice (pid {pid}) did not answer within {wait:?}; log: {}",
         log_path.display()
     );
     Ok(1)
@@ -90,7 +101,7 @@ pub fn control(pid: Option<u32>, command: Command) -> anyhow::Result<i32> {
         Ok(pid) => pid,
         Err(error) => return Ok(report(&error)),
     };
-    let (ok, text) = control::request(pid, command, Duration::from_secs(60))?;
+    let (ok, text) = control::request(pid, command, ANSWER_TIMEOUT)?;
     if ok {
         print!("{text}");
         Ok(0)
