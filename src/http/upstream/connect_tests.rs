@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use super::connect_any;
+use super::{connect_any, connect_staggered};
 
 /// A listener whose accept queue is full, so the kernel drops further
 /// SYNs and a connect to it hangs; held (with its fillers) by the caller.
@@ -85,4 +85,22 @@ async fn all_refusing_fails_with_the_last_error() {
 async fn no_address_fails_clearly() {
     let error = connect_any(&[]).await.unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_failure_starts_the_next_address_at_once_while_others_are_pending() {
+    let (hole, _queue, _fillers) = blackhole();
+    let live = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live_addr = live.local_addr().unwrap();
+    // The refusing address starts after one delay and fails at once, so
+    // the live one starts then, not a second delay later.
+    let delay = Duration::from_secs(2);
+    let connected = tokio::time::timeout(
+        delay + delay / 2,
+        connect_staggered(&[hole, refused(), live_addr], delay),
+    )
+    .await
+    .expect("the live address started right after the refusal")
+    .unwrap();
+    assert_eq!(connected.peer_addr().unwrap(), live_addr);
 }

@@ -31,6 +31,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -273,43 +274,52 @@ pub const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
 /// pending, which go on. So an address that silently drops connection
 /// attempts delays a connect by 250 ms instead of using up its timeout.
 async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
+    connect_staggered(addresses, NEXT_ADDRESS_DELAY).await
+}
+
+/// [`connect_any`] with `delay` between starts.
+async fn connect_staggered(addresses: &[SocketAddr], delay: Duration) -> io::Result<TcpStream> {
     type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>>>>;
     let mut pending: Vec<Attempt> = Vec::new();
     let mut next = 0;
     let mut last_error = None;
-    let mut delay = std::pin::pin!(tokio::time::sleep(NEXT_ADDRESS_DELAY));
+    // An attempt failed: the next address starts at once.
+    let mut failed = false;
+    let mut timer = std::pin::pin!(tokio::time::sleep(delay));
     std::future::poll_fn(|cx| {
         loop {
-            let start_next = pending.is_empty() || delay.as_mut().poll(cx).is_ready();
-            if start_next && next < addresses.len() {
+            let due = pending.is_empty() || failed || timer.as_mut().poll(cx).is_ready();
+            if due && next < addresses.len() {
                 pending.push(Box::pin(TcpStream::connect(addresses[next])));
                 next += 1;
-                delay.as_mut().reset(Instant::now() + NEXT_ADDRESS_DELAY);
+                failed = false;
+                timer.as_mut().reset(Instant::now() + delay);
             }
             let mut i = 0;
             while i < pending.len() {
                 match pending[i].as_mut().poll(cx) {
-                    std::task::Poll::Ready(Ok(stream)) => {
-                        return std::task::Poll::Ready(Ok(stream));
-                    }
-                    std::task::Poll::Ready(Err(error)) => {
+                    Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
+                    Poll::Ready(Err(error)) => {
                         last_error = Some(error);
+                        failed = true;
                         drop(pending.swap_remove(i));
                     }
-                    std::task::Poll::Pending => i += 1,
+                    Poll::Pending => i += 1,
                 }
             }
-            if pending.is_empty() && next == addresses.len() {
-                return std::task::Poll::Ready(Err(last_error.take().unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
-                })));
+            if next == addresses.len() {
+                if pending.is_empty() {
+                    return Poll::Ready(Err(last_error.take().unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
+                    })));
+                }
+                return Poll::Pending;
             }
-            // A failed attempt starts the next one at once; otherwise wait
-            // for an attempt or the delay (whose poll registers the wake-up).
-            if !pending.is_empty()
-                && (next == addresses.len() || delay.as_mut().poll(cx).is_pending())
-            {
-                return std::task::Poll::Pending;
+            // Another address is due now (a failure, or the delay passed);
+            // else wait for an attempt or the delay, whose poll registers
+            // the wake-up.
+            if !failed && !pending.is_empty() && timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
     })
