@@ -27,7 +27,9 @@
 //! outcome is kept for the next connect. So a resolver that hangs during
 //! an outage gets one lookup per name at a time, not one per connect or
 //! per second piling up in tokio's blocking pool. One that has run for
-//! [`GIVE_UP`] is given up, and the next connect starts another.
+//! [`GIVE_UP`] is given up (its blocking call runs on, its answer unused),
+//! and the next connect starts another. An outcome is as old as its
+//! lookup's end, not as the connect that next reads it.
 //!
 //! The cache is per thread: each worker (and the health checker) has its
 //! own, with no locking but the one of a lookup's outcome.
@@ -92,7 +94,9 @@ struct Failure {
 struct Lookup {
     /// Set, with `outcome`, when the resolver answered.
     finished: AtomicBool,
-    outcome: Mutex<Option<Outcome>>,
+    /// What the resolver said, and when: an answer or failure is as old
+    /// as its lookup, not as the connect that next reads it.
+    outcome: Mutex<Option<(Outcome, Instant)>>,
     done: Notify,
 }
 
@@ -107,8 +111,9 @@ impl Lookup {
         }
     }
 
-    /// The outcome, once: whoever takes it settles it into the cache.
-    fn take(&self) -> Option<Outcome> {
+    /// The outcome and when it came, once: whoever takes it settles it
+    /// into the cache.
+    fn take(&self) -> Option<(Outcome, Instant)> {
         if !self.finished.load(Ordering::Acquire) {
             return None;
         }
@@ -229,10 +234,10 @@ impl Cache {
     fn running(&self, key: &Key) -> Option<Arc<Lookup>> {
         let mut lookups = self.lookups.borrow_mut();
         let running = lookups.get(key)?;
-        if let Some(outcome) = running.lookup.take() {
+        if let Some((outcome, at)) = running.lookup.take() {
             lookups.remove(key);
             drop(lookups);
-            self.settle(key, outcome);
+            self.settle(key, outcome, at);
             return None;
         }
         if running.started.elapsed() >= GIVE_UP {
@@ -257,7 +262,7 @@ impl Cache {
         let task = tokio::spawn(async move {
             let outcome = lookup.await;
             if let Ok(mut slot) = writer.outcome.lock() {
-                *slot = Some(outcome);
+                *slot = Some((outcome, Instant::now()));
             }
             writer.finished.store(true, Ordering::Release);
             writer.done.notify_waiters();
@@ -273,11 +278,11 @@ impl Cache {
         shared
     }
 
-    /// Keeps a successful, non-empty lookup; after a failed or empty one,
-    /// keeps the last good answer while it is younger than [`STALE`]
-    /// (asking again after [`FRESH`]), else the failure, for [`FRESH`].
-    fn settle(&self, key: &Key, outcome: Outcome) {
-        let now = Instant::now();
+    /// Keeps a successful, non-empty lookup that finished at `now`; after
+    /// a failed or empty one, keeps the last good answer while it is
+    /// younger than [`STALE`] (asking again [`FRESH`] after the failure),
+    /// else the failure, for [`FRESH`] after it.
+    fn settle(&self, key: &Key, outcome: Outcome, now: Instant) {
         let mut answers = self.answers.borrow_mut();
         let failure = match outcome {
             Ok(addresses) if !addresses.is_empty() => {
@@ -524,6 +529,41 @@ mod tests {
         assert!(cut.is_err(), "cut before the resolver answered");
         assert_eq!(&*waited.unwrap(), [addr(3)]);
         assert!(cache.lookups.borrow().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_failure_does_not_fail_a_connect_long_after() {
+        let cache = Cache::default();
+        let slow_failure = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Err(io::Error::other("resolver down"))
+        };
+        let cut = tokio::time::timeout(
+            Duration::from_secs(2),
+            cache.resolve("app", 80, slow_failure),
+        );
+        assert!(cut.await.is_err());
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let later = cache.resolve("app", 80, answer(vec![addr(2)])).await;
+        assert_eq!(&*later.unwrap(), [addr(2)], "asked again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_as_old_as_its_lookup() {
+        let cache = answered_ago(FRESH).await;
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(vec![addr(2)])
+        };
+        let fallback = cache.resolve("app", 80, slow).await;
+        assert_eq!(&*fallback.unwrap(), [addr(1)]);
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let later = cache.resolve("app", 80, answer(vec![addr(3)])).await;
+        assert_eq!(
+            &*later.unwrap(),
+            [addr(3)],
+            "a 95 s old answer is not fresh"
+        );
     }
 
     #[tokio::test]
