@@ -240,40 +240,51 @@ impl Region {
         }
     }
 
-    /// Adds upstream slot `from`'s counters, latency histogram and check
-    /// counts to slot `to`'s, for an upstream whose address a reload
-    /// changed. Health must start over at the new address, so it moves to
-    /// a new slot; its series go on from where they were instead of
-    /// dropping to zero. What connections still open to the old address
-    /// count later stays in the old slot.
-    pub fn carry_upstream(&self, from: usize, to: usize) {
-        // `Active` is an upstream's first field: its block starts there.
-        let counters = (0..UPSTREAM_FIELDS).map(|field| {
-            (
-                upstream_slot(from, UpstreamCounter::Active) + field,
-                upstream_slot(to, UpstreamCounter::Active) + field,
-            )
-        });
-        let histogram = (0..histogram::HIST_FIELDS).map(|field| {
-            (
-                Histogram::Upstream(from).base() + field,
-                Histogram::Upstream(to).base() + field,
-            )
-        });
-        let retired = self.slots(RETIRED_ROW);
-        for (source, target) in counters.chain(histogram) {
-            if !is_gauge(source) {
-                retired[target].fetch_add(self.total(source), Ordering::Relaxed);
+    /// Starts upstream slot `upstream`'s counters, histogram and check
+    /// counts over at zero (its gauge aside), for a slot a reload hands to
+    /// a new identity after another had it: the old counts are taken back
+    /// through the retired and health rows (sums wrap).
+    pub fn reset_upstream(&self, upstream: usize) {
+        for counted in upstream_counted(upstream) {
+            let total = self.counted_total(counted);
+            if total != 0 {
+                self.counted_add(counted, total.wrapping_neg());
             }
         }
-        for result in [
-            CheckResult::Success,
-            CheckResult::Failure,
-            CheckResult::Timeout,
-        ] {
-            let carried = self.checks(from, result);
-            self.slots(0)[check_slot(to, result)].fetch_add(carried, Ordering::Relaxed);
+    }
+
+    /// Adds what upstream slot `from`'s counters, latency histogram and
+    /// check counts gained since `carried` to slot `to`'s, and notes it in
+    /// `carried`. For an upstream whose address a reload changed: health
+    /// must start over at the new address, so it moves to a new slot, and
+    /// its series go on from where they were. Called when the reload is
+    /// prepared and again when the workers applied it, so what the old
+    /// slot counted in between is carried too.
+    pub fn carry_upstream(&self, from: usize, to: usize, carried: &mut Carried) {
+        let pairs = upstream_counted(from).zip(upstream_counted(to));
+        carried.0.resize(pairs.len(), 0);
+        for ((source, target), seen) in pairs.zip(&mut carried.0) {
+            let now = self.counted_total(source);
+            self.counted_add(target, now.wrapping_sub(*seen));
+            *seen = now;
         }
+    }
+
+    fn counted_total(&self, counted: Counted) -> u64 {
+        match counted {
+            Counted::Rows(slot) => self.total(slot),
+            Counted::Health(slot) => self.slots(0)[slot].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds `n` (wrapping) where a counter's totals can be changed from
+    /// outside the workers: the retired row, or the health row.
+    fn counted_add(&self, counted: Counted, n: u64) {
+        let (row, slot) = match counted {
+            Counted::Rows(slot) => (RETIRED_ROW, slot),
+            Counted::Health(slot) => (0, slot),
+        };
+        self.slots(row)[slot].fetch_add(n, Ordering::Relaxed);
     }
 
     fn slots(&self, row: usize) -> &[AtomicU64] {
@@ -307,11 +318,12 @@ impl Region {
         self.total(upstream_slot(upstream, counter))
     }
 
-    /// Sum over every row of one slot.
+    /// Sum over every row of one slot (wrapping: a reset slot's retired
+    /// row holds the negated old counts).
     fn total(&self, slot: usize) -> u64 {
         (RETIRED_ROW..self.rows)
             .map(|row| self.slots(row)[slot].load(Ordering::Relaxed))
-            .sum()
+            .fold(0, u64::wrapping_add)
     }
 
     /// Responses of a (route, upstream) pair in status class `class` (an
@@ -357,6 +369,38 @@ impl Region {
         self.slots(0)[check_slot(upstream, result)].load(Ordering::Relaxed)
     }
 }
+
+/// One of an upstream's counters (never its gauge): a slot summed over the
+/// rows, or a check count in the health row.
+#[derive(Clone, Copy, Debug)]
+enum Counted {
+    Rows(usize),
+    Health(usize),
+}
+
+/// Every counter of upstream slot `upstream`, in a fixed order.
+fn upstream_counted(upstream: usize) -> impl ExactSizeIterator<Item = Counted> {
+    // `Active` is an upstream's first field: its block starts there.
+    let block = upstream_slot(upstream, UpstreamCounter::Active);
+    let counters = (block..block + UPSTREAM_FIELDS).filter(|&slot| !is_gauge(slot));
+    let histogram = Histogram::Upstream(upstream).base();
+    let checks = [
+        CheckResult::Success,
+        CheckResult::Failure,
+        CheckResult::Timeout,
+    ]
+    .map(|result| Counted::Health(check_slot(upstream, result)));
+    counters
+        .chain(histogram..histogram + histogram::HIST_FIELDS)
+        .map(Counted::Rows)
+        .chain(checks)
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// What [`Region::carry_upstream`] has carried so far, per counter.
+#[derive(Debug, Default)]
+pub struct Carried(Vec<u64>);
 
 /// Whether a row slot holds a gauge (zeroed, not summed, when a worker
 /// retires).

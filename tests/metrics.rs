@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::metrics::{get, promtool_check, samples, scrape, tool, value};
-use common::processes::{Supervisor, signal};
+use common::processes::{Supervisor, command, signal};
 use common::{Backend, client, raw_exchange, status_of, upstreams_yaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -396,13 +396,15 @@ async fn a_reload_moves_the_admin_endpoint_or_is_rejected_when_it_cannot_bind() 
 async fn an_upstream_moved_by_a_reload_counts_on_from_where_it_was() {
     let old = Backend::start("old").await;
     let new = Backend::start("new").await;
-    let config = |backend: &Backend| {
+    // The new address's first check takes a second: the reload waits for
+    // it, and requests meanwhile still go to the old address.
+    let config = |backend: &Backend, check: &str| {
         format!(
             "workers: 1\nadmin: {{ listen: 127.0.0.1:0 }}
 upstreams:
   - id: app
     address: {}
-    health_check: {{ kind: none }}
+    health_check: {check}
 listeners:
   - name: web
     listen: 127.0.0.1:0
@@ -411,7 +413,7 @@ listeners:
             backend.addr
         )
     };
-    let sluice = Supervisor::run(&config(&old));
+    let sluice = Supervisor::run(&config(&old, "{ kind: none }"));
     let admin = sluice.admin.unwrap();
     let http = fresh_client();
     let url = format!("http://{}/", sluice.addr("web"));
@@ -447,24 +449,40 @@ listeners:
     let before = settle(3.0).await;
     assert_eq!(counted(&before), (3.0, 3.0), "{before}");
 
-    sluice.rewrite(&config(&new));
-    let reload = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    sluice.rewrite(&config(
+        &new,
+        "{ kind: http, path: /slow/1000, timeout: 5s }",
+    ));
+    let reload = {
+        let mut command = command(sluice.state.path());
+        command.args(["reload", "-p", &sluice.pid().to_string()]);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = scrape(admin).await;
+    assert_eq!(
+        counted(&during),
+        (3.0, 3.0),
+        "the moved upstream's series do not drop:\n{during}"
+    );
+    for _ in 0..2 {
+        send("old").await;
+    }
+    let reload = reload.await.unwrap();
     assert!(
         reload.status.success(),
         "{}",
         String::from_utf8_lossy(&reload.stdout)
     );
-    let after = scrape(admin).await;
-    assert_eq!(
-        counted(&after),
-        (3.0, 3.0),
-        "the moved upstream's series do not drop:\n{after}"
-    );
     for _ in 0..2 {
         send("new").await;
     }
-    let later = settle(5.0).await;
-    assert_eq!(counted(&later), (5.0, 5.0), "{later}");
+    let later = settle(7.0).await;
+    assert_eq!(
+        counted(&later),
+        (7.0, 7.0),
+        "requests to the old address during the reload count too:\n{later}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

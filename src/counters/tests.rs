@@ -104,7 +104,8 @@ fn a_moved_upstream_carries_its_counts_but_not_its_gauge() {
     a.observe_upstream(3, Duration::from_millis(3));
     region.count_check(3, CheckResult::Failure);
     a.add_upstream(8, UpstreamCounter::Requests, 1);
-    region.carry_upstream(3, 8);
+    let mut carried = Carried::default();
+    region.carry_upstream(3, 8, &mut carried);
     assert_eq!(region.upstream_total(8, UpstreamCounter::Requests), 10);
     assert_eq!(region.upstream_total(8, UpstreamCounter::Resets), 2);
     assert_eq!(region.upstream_total(8, UpstreamCounter::Active), 0);
@@ -116,4 +117,34 @@ fn a_moved_upstream_carries_its_counts_but_not_its_gauge() {
         1,
         "the old slot keeps counting its open connections"
     );
+    // Counted on the old slot until the workers switch: carried again,
+    // only what is new.
+    b.add_upstream(3, UpstreamCounter::Requests, 2);
+    region.carry_upstream(3, 8, &mut carried);
+    assert_eq!(region.upstream_total(8, UpstreamCounter::Requests), 12);
+    assert_eq!(region.checks(8, CheckResult::Failure), 1);
+}
+
+#[test]
+fn a_reset_slot_starts_at_zero_and_counts_on() {
+    let region = Region::new(2).unwrap();
+    let (a, b) = (region.worker_row(0), region.worker_row(1));
+    a.add_upstream(5, UpstreamCounter::Requests, 7);
+    b.add_upstream(5, UpstreamCounter::SentBytes, 300);
+    b.add_upstream(5, UpstreamCounter::Active, 1);
+    a.observe_upstream(5, Duration::from_millis(40));
+    region.count_check(5, CheckResult::Success);
+    region.reset_upstream(5);
+    assert_eq!(region.upstream_total(5, UpstreamCounter::Requests), 0);
+    assert_eq!(region.upstream_total(5, UpstreamCounter::SentBytes), 0);
+    assert_eq!(region.histogram(Histogram::Upstream(5)), Default::default());
+    assert_eq!(region.checks(5, CheckResult::Success), 0);
+    assert_eq!(
+        region.upstream_total(5, UpstreamCounter::Active),
+        1,
+        "a gauge is not a count"
+    );
+    a.add_upstream(5, UpstreamCounter::Requests, 2);
+    region.retire(0);
+    assert_eq!(region.upstream_total(5, UpstreamCounter::Requests), 2);
 }

@@ -171,8 +171,22 @@ impl Slots {
             .position(|u| u.as_ref().is_some_and(|(i, a)| i == id && a == address))
     }
 
+    /// The upstream slots that hold an identity `previous` did not have
+    /// there: new upstreams, and upstreams at a new address.
+    pub fn new_upstream_slots(&self, previous: &Slots) -> Vec<usize> {
+        self.upstreams
+            .iter()
+            .enumerate()
+            .filter(|(slot, identity)| {
+                identity.is_some() && previous.upstreams.get(*slot) != Some(*identity)
+            })
+            .map(|(slot, _)| slot)
+            .collect()
+    }
+
     /// (old slot, new slot) of every upstream id that `previous` had at
-    /// another address: the reload moved it to a new slot.
+    /// another address: the reload moved it to a new slot. The region's
+    /// slots were all used once, the new one may be the old one.
     pub fn moved_upstreams(&self, previous: &Slots) -> Vec<(usize, usize)> {
         self.upstreams
             .iter()
@@ -309,6 +323,32 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(again.moved_upstreams(&slots), [(old, new)]);
         assert_eq!(slots.moved_upstreams(&slots), [], "nothing moved");
+    }
+
+    #[test]
+    fn new_identities_and_moves_onto_the_same_slot_are_seen() {
+        let identity = |id: &str, address: &str| Some((id.to_owned(), address.to_owned()));
+        let before = Slots::from_tables(
+            vec![
+                identity("b", "10.0.0.1:2"),
+                identity("a", "10.0.0.1:1"),
+                None,
+            ],
+            Vec::new(),
+        );
+        // A full region hands b's freed slot back to b at its new address,
+        // and slot 2 to a new upstream.
+        let after = Slots::from_tables(
+            vec![
+                identity("b", "10.0.0.1:3"),
+                identity("a", "10.0.0.1:1"),
+                identity("c", "10.0.0.1:4"),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(after.moved_upstreams(&before), [(0, 0)]);
+        assert_eq!(after.new_upstream_slots(&before), [0, 2]);
+        assert_eq!(after.new_upstream_slots(&after), [] as [usize; 0]);
     }
 
     #[test]

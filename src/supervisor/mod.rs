@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{self, Channel, ConfigMessage, Message};
 use crate::config::{self, Config, Workers};
-use crate::counters::Region;
+use crate::counters::{Carried, Region};
 use crate::health::{HealthChecker, HealthHandle, Target, targets_with};
 use crate::runtime::{self, slots::Slots};
 use crate::worker::{CHANNEL_FD, REGION_FD};
@@ -144,6 +144,14 @@ enum Event {
     Admin(crate::admin::Page, oneshot::Sender<String>),
 }
 
+/// An upstream a reload moved to another address: its old and new
+/// counter slots, and what was carried from one to the other so far.
+struct Carry {
+    from: usize,
+    to: usize,
+    carried: Carried,
+}
+
 /// A reload waiting for workers to apply it.
 struct PendingReload {
     generation: u64,
@@ -153,6 +161,9 @@ struct PendingReload {
     summary: String,
     reply: Option<oneshot::Sender<(bool, String)>>,
     deadline: Instant,
+    /// Upstreams moved to another address, carried again once the workers
+    /// applied the reload.
+    carries: Vec<Carry>,
 }
 
 struct Supervisor {
@@ -684,7 +695,7 @@ impl Supervisor {
             return;
         }
         match self.prepare_reload() {
-            Ok(summary) => {
+            Ok((summary, carries)) => {
                 // New upstreams take traffic only after their first check
                 // (unchanged ones keep their state): the workers get the
                 // config once those checks are done, waited for off the
@@ -699,6 +710,7 @@ impl Supervisor {
                     summary,
                     reply,
                     deadline: Instant::now() + APPLY_TIMEOUT,
+                    carries,
                 });
                 let waiter = self.health.first_round_waiter();
                 let events = self.events.clone();
@@ -747,7 +759,7 @@ impl Supervisor {
     /// Validates the file, binds new listeners and switches the
     /// supervisor's own state to the new generation. Nothing changes when
     /// it fails.
-    fn prepare_reload(&mut self) -> Result<String, String> {
+    fn prepare_reload(&mut self) -> Result<(String, Vec<Carry>), String> {
         let (config, text) =
             config::load_with_text(&self.config.source).map_err(|errors| format!("{errors}\n"))?;
         runtime::compile(&config)
@@ -772,15 +784,37 @@ impl Supervisor {
         self.bound = bound;
         self.config = config;
         self.text = text;
-        for (from, to) in slots.moved_upstreams(&self.slots) {
-            self.region.carry_upstream(from, to);
-        }
+        let carries = self.carry_moved_upstreams(&slots);
         self.slots = slots;
         self.generation += 1;
         if let Err(error) = self.apply_admin(admin) {
             tracing::error!(%error, "cannot serve the admin endpoint");
         }
-        Ok(summary)
+        Ok((summary, carries))
+    }
+
+    /// Starts the counters of slots new identities take over at zero and
+    /// carries the totals of upstreams `slots` moves to another address
+    /// (see [`Region::carry_upstream`]); returns the carries, to be done
+    /// again once the workers applied the reload.
+    fn carry_moved_upstreams(&self, slots: &Slots) -> Vec<Carry> {
+        let moved = slots.moved_upstreams(&self.slots);
+        // An upstream moved back onto its own slot keeps its counts there.
+        let kept = |slot: &usize| moved.iter().any(|&(from, to)| from == to && to == *slot);
+        for slot in slots.new_upstream_slots(&self.slots) {
+            if !kept(&slot) {
+                self.region.reset_upstream(slot);
+            }
+        }
+        moved
+            .into_iter()
+            .filter(|(from, to)| from != to)
+            .map(|(from, to)| {
+                let mut carried = Carried::default();
+                self.region.carry_upstream(from, to, &mut carried);
+                Carry { from, to, carried }
+            })
+            .collect()
     }
 
     fn reload_progress(&mut self, index: usize, generation: u64, error: Option<String>) {
@@ -797,9 +831,13 @@ impl Supervisor {
     }
 
     fn finish_reload(&mut self, error: Option<String>) {
-        let Some(pending) = self.pending.take() else {
+        let Some(mut pending) = self.pending.take() else {
             return;
         };
+        for carry in &mut pending.carries {
+            self.region
+                .carry_upstream(carry.from, carry.to, &mut carry.carried);
+        }
         match error {
             None => {
                 self.reloads.0 += 1;
