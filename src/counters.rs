@@ -500,12 +500,19 @@ impl Row {
     }
 
     /// Counts an answer sluice wrote to a request it could not route (a
-    /// head it could not parse, or that timed out): on the listener and on
-    /// its "no rule" `pair`, if it has one.
-    pub fn count_own_answer(&self, listener: usize, pair: Option<usize>, status: u16) {
+    /// head it could not parse, or that timed out), `elapsed` after the
+    /// head's first byte: on the listener, and on its "no rule" route and
+    /// pair (`own`, as (route, pair)) if it has them.
+    pub fn count_own_answer(
+        &self,
+        listener: usize,
+        own: Option<(usize, usize)>,
+        status: u16,
+        elapsed: Duration,
+    ) {
         self.count_response(listener, status);
-        if let Some(pair) = pair {
-            self.add(pair_slot(pair, status_class(status)), 1);
+        if let Some((route, pair)) = own {
+            self.observe_request(route, pair, status, elapsed);
         }
     }
 

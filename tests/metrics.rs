@@ -523,17 +523,21 @@ async fn answers_to_requests_that_never_reached_a_rule_are_counted() {
         ("upstream", ""),
         ("code", "4xx"),
     ];
+    let route = [("listener", "web"), ("rule", "")];
+    let counted = |text: &str| {
+        let s = samples(text);
+        (
+            value(&s, "sluice_http_requests_total", &own),
+            value(&s, "sluice_http_request_duration_seconds_count", &route),
+        )
+    };
     let mut text = String::new();
     for _ in 0..250 {
         text = scrape(sluice.admin.unwrap()).await;
-        if value(&samples(&text), "sluice_http_requests_total", &own) == 4.0 {
+        if counted(&text) == (4.0, 4.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        value(&samples(&text), "sluice_http_requests_total", &own),
-        4.0,
-        "{text}"
-    );
+    assert_eq!(counted(&text), (4.0, 4.0), "{text}");
 }

@@ -212,8 +212,8 @@ pub struct ClientIo {
     deadlines: Deadlines,
     row: Row,
     listener: usize,
-    /// The listener's "no rule" pair, where its 408s are counted.
-    own_pair: Option<usize>,
+    /// The listener's "no rule" (route, pair), where its 408s are counted.
+    own: Option<(usize, usize)>,
     read_timer: LazyTimer,
     write_timer: LazyTimer,
     framing: FramingScan,
@@ -230,7 +230,7 @@ impl ClientIo {
         phase: SharedPhase,
         deadlines: Deadlines,
         row: Row,
-        (listener, own_pair): (usize, Option<usize>),
+        (listener, own): (usize, Option<(usize, usize)>),
     ) -> ClientIo {
         ClientIo {
             stream: ManuallyDrop::new(stream),
@@ -238,7 +238,7 @@ impl ClientIo {
             deadlines,
             row,
             listener,
-            own_pair,
+            own,
             read_timer: LazyTimer::default(),
             write_timer: LazyTimer::default(),
             framing: FramingScan::default(),
@@ -320,11 +320,12 @@ impl ClientIo {
                 }
                 self.done_reading = true;
                 match self.phase.get() {
-                    Phase::Head(_) => {
+                    Phase::Head(since) => {
                         // Best effort: a 408 fits in any socket buffer; if the
                         // client stopped reading, the close says enough.
                         let _ = self.stream.try_write(TIMEOUT_408);
-                        self.row.count_own_answer(self.listener, self.own_pair, 408);
+                        self.row
+                            .count_own_answer(self.listener, self.own, 408, since.elapsed());
                         Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "request head timeout",

@@ -119,9 +119,9 @@ impl ListenerConnections {
 struct ClientSettings {
     deadlines: Deadlines,
     slot: usize,
-    /// The listener's "no rule" pair: where answers to requests that
-    /// never reached a rule are counted.
-    own_pair: Option<usize>,
+    /// The listener's "no rule" (route, pair): where answers to requests
+    /// that never reached a rule are counted.
+    own: Option<(usize, usize)>,
     max_header_size: usize,
     /// Longest wait for a byte while lingering.
     linger_quiet: Duration,
@@ -137,8 +137,8 @@ impl ClientSettings {
                 send: settings.send_timeout,
             },
             slot: listener.slot,
-            own_pair: match &listener.kind {
-                ListenerKind::Http(routes) => Some(routes.no_rule.pair),
+            own: match &listener.kind {
+                ListenerKind::Http(routes) => Some((routes.no_rule.route, routes.no_rule.pair)),
                 ListenerKind::Tcp(_) => None,
             },
             max_header_size: settings.max_header_size,
@@ -161,7 +161,7 @@ async fn serve_connection(
         Arc::clone(&conn.phase),
         client.deadlines,
         conn.worker.row.clone(),
-        (client.slot, client.own_pair),
+        (client.slot, client.own),
     );
     let serving = serve_until_idle(io, &conn, &client, listener.lot.is_some());
     let stream = match serving.await {
@@ -273,9 +273,12 @@ async fn serve_until_idle(
     if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
         if let Some(status) = hyper_answer(&error) {
-            conn.worker
-                .row
-                .count_own_answer(client.slot, client.own_pair, status);
+            conn.worker.row.count_own_answer(
+                client.slot,
+                client.own,
+                status,
+                head_age(&conn.phase),
+            );
         }
     }
     // Dropping hyper's state drops the socket wrapper, which hands the
@@ -305,4 +308,12 @@ fn hyper_answer(error: &hyper::Error) -> Option<u16> {
         });
     }
     (!text.contains("HTTP2 preface") && !text.starts_with("internal error")).then_some(400)
+}
+
+/// How long ago the head being read began; zero outside a head.
+fn head_age(phase: &SharedPhase) -> Duration {
+    match phase.get() {
+        Phase::Head(since) => since.elapsed(),
+        _ => Duration::ZERO,
+    }
 }
