@@ -14,10 +14,12 @@ use crate::supervisor::control::{self, Command, ControlError};
 /// How long `start` waits for the new supervisor to answer, beyond its
 /// first round of health checks (which it waits for before it answers).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `reload` and `status` wait for the answer: a reload waits for
-/// new upstreams' first checks and for every worker, each bounded by the
+/// How long `reload` waits for the answer: a reload waits for new
+/// upstreams' first checks and for every worker, each bounded by the
 /// supervisor itself.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long `status` waits for the answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `stop` waits for a supervisor to finish draining.
 const STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -101,7 +103,11 @@ pub fn control(pid: Option<u32>, command: Command) -> anyhow::Result<i32> {
         Ok(pid) => pid,
         Err(error) => return Ok(report(&error)),
     };
-    let (ok, text) = control::request(pid, command, ANSWER_TIMEOUT)?;
+    let timeout = match command {
+        Command::Reload => RELOAD_TIMEOUT,
+        _ => STATUS_TIMEOUT,
+    };
+    let (ok, text) = control::request(pid, command, timeout)?;
     if ok {
         print!("{text}");
         Ok(0)

@@ -170,8 +170,20 @@ pub fn upstream_address(text: &str) -> Result<UpstreamAddress, String> {
     let usage = || format!("`{text}` is not an upstream address; write `host:port`");
     if let Some((scheme, rest)) = text.split_once("://") {
         let authority = rest.split('/').next().unwrap_or(rest);
+        // A URL without a port means its scheme's.
+        let port = match scheme.to_ascii_lowercase().as_str() {
+            _ if authority
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.contains(']')) =>
+            {
+                ""
+            }
+            "http" | "ws" => ":80",
+            "https" | "wss" => ":443",
+            _ => "",
+        };
         return Err(format!(
-            "`{text}` is a URL; write the upstream as `host:port` (`{authority}`), without `{scheme}://` or a path"
+            "`{text}` is a URL; write the upstream as `host:port` (`{authority}{port}`), without `{scheme}://` or a path"
         ));
     }
     if let Some((authority, _)) = text.split_once('/') {

@@ -155,6 +155,8 @@ fn upstream_addresses() {
         url.contains("is a URL") && url.contains("(`127.0.0.1:3000`)"),
         "{url}"
     );
+    let no_port = upstream_address("https://app.example/api").unwrap_err();
+    assert!(no_port.contains("(`app.example:443`)"), "{no_port}");
     let path = upstream_address("app:3000/api").unwrap_err();
     assert!(
         path.contains("has a path") && path.contains("(`app:3000`)"),
