@@ -104,7 +104,9 @@ async fn folders_serve_index_html() {
             .await
             .ends_with("<h1>home</h1>\n")
     );
-    assert!(get(&site, "/assets", "").await.ends_with("<h1>home</h1>\n"));
+    let top = get(&site, "/assets?x=1", "").await;
+    assert_eq!(status_of(&top), 307, "{top}");
+    assert_eq!(header(&top, "location"), Some("/assets/?x=1"));
     assert!(
         get(&site, "/assets/sub/", "")
             .await

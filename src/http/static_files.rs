@@ -25,7 +25,16 @@ pub async fn serve(
     prefix_len: usize,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let Some(relative) = path.get(prefix_len..).and_then(safe_relative) else {
+    let remainder = path.get(prefix_len..).unwrap_or_default();
+    if remainder.is_empty() && !path.ends_with('/') {
+        // The rule's own folder without its slash (`/assets` for
+        // `/assets/*`): redirected like any folder, so its pages'
+        // relative links resolve inside it.
+        let mut response = plain_text(StatusCode::TEMPORARY_REDIRECT, bytes::Bytes::new());
+        redirect_to_folder(&mut response, path, req.uri().query());
+        return response;
+    }
+    let Some(relative) = safe_relative(remainder) else {
         return not_found();
     };
     if !stays_inside(root, &relative).await {
