@@ -238,6 +238,17 @@ fn drop_privileges(user: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names this process `sluice` for `top`, `pgrep` and `pidof`: started
+/// from `/proc/self/exe`, it would be named `exe`.
+fn name_process() {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes from the pointer, which the literal provides for the call.
+    let named = unsafe { libc::prctl(libc::PR_SET_NAME, c"sluice".as_ptr() as libc::c_ulong) };
+    if named != 0 {
+        tracing::debug!("cannot name the worker process");
+    }
+}
+
 /// `sluice worker`: the process side of a worker. Descriptors 3 (channel)
 /// and 4 (counter region) were set up by the supervisor; `user`, if set,
 /// is who the worker runs as once it holds them.
@@ -249,6 +260,7 @@ pub fn run_process(
 ) -> anyhow::Result<()> {
     use rustix::process::{Signal, getppid, set_parent_process_death_signal};
     set_parent_process_death_signal(Some(Signal::KILL)).context("PR_SET_PDEATHSIG")?;
+    name_process();
     if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(supervisor) {
         anyhow::bail!("supervisor {supervisor} is gone");
     }

@@ -469,3 +469,16 @@ async fn stop_returns_when_the_supervisor_exited_but_is_not_reaped_yet() {
     assert!(status.success(), "{said}");
     assert!(said.contains("stopped"), "{said}");
 }
+
+#[tokio::test]
+async fn workers_are_named_sluice_in_process_lists() {
+    let backend = Backend::start("app").await;
+    let sluice = Supervisor::run(&config(&[&backend], 2, ""));
+    for (pid, _) in sluice.workers() {
+        let pid = pid.expect("a running worker");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim_end(), "sluice");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.starts_with(b"sluice\0worker\0"), "{cmdline:?}");
+    }
+}

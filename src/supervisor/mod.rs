@@ -354,7 +354,9 @@ impl Supervisor {
         // The binary this supervisor runs, also once it has been replaced
         // or removed on disk (an upgrade in place): the kernel keeps it.
         let mut command = tokio::process::Command::new("/proc/self/exe");
+        // Named `sluice` in `ps`, not after the link it was started from.
         command
+            .arg0("sluice")
             .arg("worker")
             .args([
                 "--index",
