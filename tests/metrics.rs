@@ -363,6 +363,10 @@ async fn a_reload_moves_the_admin_endpoint_or_is_rejected_when_it_cannot_bind() 
     let message = String::from_utf8_lossy(&refused.stderr).into_owned()
         + &String::from_utf8_lossy(&refused.stdout);
     assert!(message.contains("admin endpoint"), "{message}");
+    assert!(
+        message.ends_with("reload refused; the running config stays\n"),
+        "{message}"
+    );
     let s = samples(&scrape(old).await);
     let failure = [("result", "failure")];
     assert_eq!(value(&s, "sluice_config_reloads_total", &failure), 1.0);

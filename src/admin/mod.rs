@@ -98,12 +98,14 @@ pub type Renderer = Rc<dyn Fn(Page) -> Pin<Box<dyn Future<Output = Option<String
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The address could not be bound.
-    #[error("admin endpoint: cannot bind {address}: {source}")]
+    /// (The cause is in the message, not a `source`: error reports that
+    /// print the chain would say it twice.)
+    #[error("admin endpoint: cannot bind {address}: {cause}")]
     Bind {
         /// The configured address.
         address: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -122,7 +124,7 @@ pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
     if !address.ip().is_loopback() {
         tracing::warn!(%address, "the admin endpoint listens beyond loopback; metrics and status are readable by anyone who can reach it");
     }
-    crate::listener::bind(address, false).map_err(|source| AdminError::Bind { address, source })
+    crate::listener::bind(address, false).map_err(|cause| AdminError::Bind { address, cause })
 }
 
 impl AdminHandle {

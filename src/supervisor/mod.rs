@@ -724,7 +724,11 @@ impl Supervisor {
             Err(errors) => {
                 self.reloads.1 += 1;
                 tracing::error!("reload refused; the running config stays:\n{errors}");
-                answer(reply, false, errors);
+                answer(
+                    reply,
+                    false,
+                    format!("{errors}reload refused; the running config stays\n"),
+                );
             }
         }
     }
