@@ -121,6 +121,17 @@ pub fn control(pid: Option<u32>, command: Command) -> anyhow::Result<i32> {
 /// error (exit 2), the rest exit 1.
 fn report(error: &ControlError) -> i32 {
     eprintln!("{error}");
+    if matches!(
+        error,
+        ControlError::NoInstance(_) | ControlError::UnknownPid(..)
+    ) {
+        for dir in control::sockets_elsewhere() {
+            eprintln!(
+                "(control sockets found in {}: run this as the user, and with the XDG_RUNTIME_DIR, that started sluice)",
+                dir.display()
+            );
+        }
+    }
     match error {
         ControlError::Several(_) => 2,
         _ => 1,

@@ -131,7 +131,14 @@ pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
             message,
         }])
     };
-    let cannot_read = |err: std::io::Error| whole_file(format!("cannot read config: {err}"));
+    let cannot_read = |err: std::io::Error| {
+        let hint = if err.kind() == std::io::ErrorKind::NotFound {
+            " (`sluice init` writes a starter config)"
+        } else {
+            ""
+        };
+        whole_file(format!("cannot read config: {err}{hint}"))
+    };
     // Read at most one byte past the limit: `metadata().len()` is 0 for
     // pipes and devices (`-c /dev/zero`), so only a bounded read is safe.
     let file = std::fs::File::open(path).map_err(cannot_read)?;

@@ -141,6 +141,36 @@ pub fn running_instances() -> Vec<u32> {
     pids
 }
 
+/// Other state directories sluice could have used, under another user or
+/// another `XDG_RUNTIME_DIR`, that hold a control socket: where an
+/// instance this command cannot see may be.
+pub fn sockets_elsewhere() -> Vec<PathBuf> {
+    let mine = state_dir();
+    let uid = rustix::process::geteuid().as_raw();
+    let mut candidates = vec![
+        PathBuf::from("/run/sluice"),
+        std::env::temp_dir().join(format!("sluice-{uid}")),
+        PathBuf::from(format!("/run/user/{uid}/sluice")),
+    ];
+    candidates.retain(|dir| *dir != mine);
+    holding_sockets(candidates)
+}
+
+/// Those of `dirs` that hold a file named like a control socket.
+fn holding_sockets(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    dirs.into_iter()
+        .filter(|dir| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries.filter_map(Result::ok).any(|entry| {
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with("sluice-") && name.ends_with(".sock")
+                })
+            })
+        })
+        .collect()
+}
+
 /// The supervisor to talk to: `pid` if given, else the only one running.
 pub fn pick(pid: Option<u32>) -> Result<u32, ControlError> {
     if let Some(pid) = pid {
@@ -187,6 +217,21 @@ fn request_at(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn directories_holding_a_control_socket_are_found() {
+        let root = tempfile::tempdir().unwrap();
+        let (with, without) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir(&with).unwrap();
+        std::fs::create_dir(&without).unwrap();
+        std::fs::write(with.join("sluice-42.sock"), "").unwrap();
+        std::fs::write(without.join("sluice-42.log"), "").unwrap();
+        let missing = root.path().join("c");
+        assert_eq!(
+            holding_sockets(vec![with.clone(), without, missing]),
+            [with]
+        );
+    }
 
     #[test]
     fn a_state_directory_others_can_use_is_refused() {
