@@ -496,7 +496,11 @@ fn on_result(shared: &Shared, tracker: &mut Tracker, result: Result<(), ProbeErr
         let reason = match &result {
             Ok(()) if transition.from == State::Unknown => "first check passed".to_owned(),
             Ok(()) => format!("{} passing checks", tracker.target.probe.check.rise),
-            Err(error) => error.to_string(),
+            Err(error) if transition.from == State::Unknown => error.to_string(),
+            Err(error) => format!(
+                "{} failed checks, the last: {error}",
+                tracker.target.probe.check.fall
+            ),
         };
         change(shared, &tracker.target, transition, &reason);
     } else if let Err(error) = &result {
