@@ -63,6 +63,15 @@ pub fn start(config: &Path) -> anyhow::Result<i32> {
         if let Ok((true, _)) = control::request(pid, Command::Status, Duration::from_secs(2)) {
             println!("{pid}");
             eprintln!("sluice started (pid {pid}); log: {}", log_path.display());
+            // What went wrong while it started (upstreams down from their
+            // first check, say) would otherwise sit unseen in the log.
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            for line in log
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            {
+                eprintln!("  {line}");
+            }
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -482,3 +482,26 @@ async fn workers_are_named_sluice_in_process_lists() {
         assert!(cmdline.starts_with(b"sluice\0worker\0"), "{cmdline:?}");
     }
 }
+
+#[tokio::test]
+async fn start_shows_what_went_wrong_while_starting() {
+    let dead = Backend::dead("dead");
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "workers: 1\nupstreams:\n  - id: dead\n    address: {}\n    health_check: {{ kind: tcp, timeout: 500ms }}\n\
+             listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules: [{{ upstreams: [dead] }}]\n",
+            dead.addr
+        ),
+    )
+    .unwrap();
+    let sluice = |args: &[&str]| command(state.path()).args(args).output().unwrap();
+    let started = sluice(&["start", "-c", path.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&started.stderr).into_owned();
+    assert!(started.status.success(), "{said}");
+    assert!(said.contains("upstream dead unknown -> down"), "{said}");
+    let pid = String::from_utf8(started.stdout).unwrap().trim().to_owned();
+    assert!(sluice(&["stop", "-p", &pid]).status.success());
+}

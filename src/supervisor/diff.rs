@@ -56,9 +56,10 @@ fn settings(old: &Config, new: &Config, (running, wanted): (usize, usize)) -> Ve
         ));
     }
     if old.admin != new.admin {
-        lines.push(match &new.admin {
-            Some(admin) => format!("~ admin {}", admin.listen),
-            None => "- admin".to_owned(),
+        lines.push(match (&old.admin, &new.admin) {
+            (None, Some(admin)) => format!("+ admin {}", admin.listen),
+            (Some(_), Some(admin)) => format!("~ admin {}", admin.listen),
+            (_, None) => "- admin".to_owned(),
         });
     }
     if old.drain_timeout != new.drain_timeout {
@@ -135,7 +136,12 @@ mod tests {
             describe(&parse(base), &parse(&changed), (1, 3)),
             "! workers: 3 configured, 1 running until a restart\n\
              ! user: workers started from now on run as nobody; restart to apply it to all\n\
-             ~ admin 127.0.0.1:9999\n~ drain_timeout 5s\n"
+             + admin 127.0.0.1:9999\n~ drain_timeout 5s\n"
+        );
+        let admin = "admin: { listen: 127.0.0.1:9999 }\n";
+        assert_eq!(
+            describe(&parse(base), &parse(&format!("{admin}{base}")), (1, 1)),
+            "+ admin 127.0.0.1:9999\n"
         );
         assert_eq!(
             describe(&parse(&changed), &parse(base), (1, 1)),
