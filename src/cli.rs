@@ -29,7 +29,7 @@ pub enum Command {
     Start(ConfigArg),
     /// Stop a running balancer gracefully (draining open connections).
     Stop(PidArg),
-    /// Reload the config of a running balancer without dropping traffic; prints what changed.
+    /// Reload the config of a running balancer without dropping traffic (it reads the file it was started with again); prints what changed.
     Reload(PidArg),
     /// Show a running balancer's workers, listeners and upstreams.
     Status(PidArg),
