@@ -97,6 +97,46 @@ async fn files_have_types_validators_and_ranges() {
 }
 
 #[tokio::test]
+async fn ranges_apply_only_while_they_can_be_trusted() {
+    let site = site().await;
+    let first = get(&site, "/assets/app.js", "").await;
+    let etag = header(&first, "etag").unwrap().to_owned();
+    let modified = header(&first, "last-modified").unwrap().to_owned();
+    let range = |extra: &str| format!("range: bytes=0-6\r\n{extra}");
+    for validator in [&etag, &modified] {
+        let partial = get(
+            &site,
+            "/assets/app.js",
+            &range(&format!("if-range: {validator}\r\n")),
+        )
+        .await;
+        assert_eq!(status_of(&partial), 206, "{validator}: {partial}");
+    }
+    for stale in ["\"another\"", "Tue, 01 Jan 2019 00:00:00 GMT"] {
+        let whole = get(
+            &site,
+            "/assets/app.js",
+            &range(&format!("if-range: {stale}\r\n")),
+        )
+        .await;
+        assert_eq!(status_of(&whole), 200, "{stale}: {whole}");
+        assert!(whole.ends_with("console.log('hi');\n"), "{whole}");
+    }
+    for unusual in ["range: bytes=0-0,2-2\r\n", "range: items=0-5\r\n"] {
+        let whole = get(&site, "/assets/app.js", unusual).await;
+        assert_eq!(status_of(&whole), 200, "{unusual}: {whole}");
+    }
+    let not_modified = get(
+        &site,
+        "/assets/app.js",
+        &format!("if-none-match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!(status_of(&not_modified), 304);
+    assert_eq!(header(&not_modified, "location"), None, "{not_modified}");
+}
+
+#[tokio::test]
 async fn folders_serve_index_html() {
     let site = site().await;
     assert!(

@@ -47,21 +47,73 @@ pub async fn serve(
         Ok(uri) => uri,
         Err(_) => return not_found(),
     };
+    keep_ranges_that_apply(root, &mut parts).await;
     let request = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-    let mut response = match ServeDir::new(root)
-        .append_index_html_on_directories(true)
-        .oneshot(request)
-        .await
-    {
+    let mut response = match folder(root).oneshot(request).await {
         Ok(response) => {
             response.map(|body| ResponseBody::boxed(body.map_err(Into::into).boxed_unsync()))
         }
         Err(error) => match error {},
     };
-    if response.status().is_redirection() {
+    if matches!(
+        response.status(),
+        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+    ) {
         redirect_to_folder(&mut response, path, query.as_deref());
     }
     response
+}
+
+/// The folder as tower-http serves it: `index.html` for folders, and a
+/// request for several ranges answered whole (200) rather than refused,
+/// as RFC 9110 allows a server that sends no multipart answers.
+fn folder(root: &Path) -> ServeDir {
+    ServeDir::new(root)
+        .append_index_html_on_directories(true)
+        .ignore_multi_range_requests(true)
+}
+
+/// Drops a `Range` the file must be sent whole for (RFC 9110 section
+/// 14.2, 13.1.5): one in a unit other than bytes, and one whose
+/// `If-Range` no longer matches the file (a download resumed after the
+/// file changed must not get bytes of the new file spliced onto the old).
+/// tower-http reads neither.
+async fn keep_ranges_that_apply(root: &Path, parts: &mut http::request::Parts) {
+    use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+    let Some(range) = parts.headers.get(RANGE) else {
+        return;
+    };
+    if !range.as_bytes().starts_with(b"bytes=") {
+        parts.headers.remove(RANGE);
+        return;
+    }
+    let Some(if_range) = parts.headers.remove(IF_RANGE) else {
+        return;
+    };
+    let probe = Request::builder()
+        .method(http::Method::HEAD)
+        .uri(parts.uri.clone())
+        .body(http_body_util::Empty::<bytes::Bytes>::new());
+    let current = match probe {
+        Ok(probe) => match folder(root).oneshot(probe).await {
+            Ok(head) => head,
+            Err(error) => match error {},
+        },
+        Err(_) => {
+            parts.headers.remove(RANGE);
+            return;
+        }
+    };
+    // A strong ETag, or the exact date the file was last modified.
+    let etag = current
+        .headers()
+        .get(ETAG)
+        .filter(|tag| !tag.as_bytes().starts_with(b"W/"));
+    let matches = etag.is_some_and(|tag| *tag == if_range)
+        || current.headers().get(LAST_MODIFIED) == Some(&if_range);
+    if !matches {
+        parts.headers.remove(RANGE);
+    }
 }
 
 /// ServeDir redirects a folder to its path with a slash, but it saw the
