@@ -6,34 +6,57 @@ use http::header::COOKIE;
 use http::request::Parts;
 
 use crate::config::HashKey;
+use crate::runtime::router::normalize_path;
 
-/// The key bytes for `hash_key`, or `None` when the request lacks it (the
-/// strategy then falls back to round-robin).
+/// The key bytes for `hash_key`, or `None` when the request lacks it or
+/// it is empty (the strategy then falls back to round-robin, as nginx's
+/// `hash` does for an empty key: else every anonymous client would land on
+/// one upstream).
 pub fn extract(hash_key: Option<&HashKey>, parts: &Parts, client: IpAddr) -> Option<Vec<u8>> {
-    match hash_key? {
-        HashKey::ClientIp => Some(match client {
+    let key = match hash_key? {
+        HashKey::ClientIp => match client {
             IpAddr::V4(ip) => ip.octets().to_vec(),
             IpAddr::V6(ip) => ip.octets().to_vec(),
-        }),
-        HashKey::Header(name) => parts.headers.get(name).map(|v| v.as_bytes().to_vec()),
-        HashKey::Cookie(name) => parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec()),
-        HashKey::Path => Some(parts.uri.path().as_bytes().to_vec()),
+        },
+        HashKey::Header(name) => parts.headers.get(name)?.as_bytes().to_vec(),
+        HashKey::Cookie(name) => cookie(parts, name.as_bytes())?.to_vec(),
+        // The path routing saw: `/a//b` and `/a/%62` are `/a/b` here too.
+        HashKey::Path => normalize_path(parts.uri.path()).ok()?.as_bytes().to_vec(),
         HashKey::Query(name) => parts
             .uri
             .query()?
             .split('&')
             .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec()),
-    }
+            .find(|(k, _)| k == name)?
+            .1
+            .as_bytes()
+            .to_vec(),
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// The value of cookie `name`, read as bytes (one cookie of other text
+/// elsewhere in the header must not hide it), without the quotes RFC 6265
+/// allows around it.
+fn cookie<'a>(parts: &'a Parts, name: &[u8]) -> Option<&'a [u8]> {
+    let value = parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let at = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+        })
+        .find(|(k, _)| *k == name)?
+        .1;
+    Some(
+        value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value),
+    )
 }
 
 #[cfg(test)]
@@ -82,13 +105,43 @@ mod tests {
             b"ann"
         );
         assert_eq!(
-            extract(Some(&HashKey::Query("z".into())), &p, ip).unwrap(),
-            b""
+            extract(Some(&HashKey::Query("z".into())), &p, ip),
+            None,
+            "a name without a value is an empty key"
         );
         assert_eq!(extract(Some(&HashKey::Query("nope".into())), &p, ip), None);
         assert_eq!(
             extract(Some(&HashKey::Header("x-none".parse().unwrap())), &p, ip),
             None
         );
+    }
+
+    #[test]
+    fn empty_keys_fall_back_and_odd_forms_agree() {
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let empty = parts("/a?user=", &[("x-user", ""), ("cookie", "session=")]);
+        for key in [
+            HashKey::Header("x-user".parse().unwrap()),
+            HashKey::Cookie("session".into()),
+            HashKey::Query("user".into()),
+        ] {
+            assert_eq!(extract(Some(&key), &empty, ip), None, "{key:?}");
+        }
+        let session = HashKey::Cookie("session".into());
+        let mut utf8 = parts("/", &[]);
+        utf8.headers.insert(
+            COOKIE,
+            http::HeaderValue::from_bytes("name=Jos\u{e9}; session=abc".as_bytes()).unwrap(),
+        );
+        assert_eq!(extract(Some(&session), &utf8, ip).unwrap(), b"abc");
+        let quoted = parts("/", &[("cookie", "session=\"abc\"")]);
+        assert_eq!(extract(Some(&session), &quoted, ip).unwrap(), b"abc");
+        for path in ["/p/u//1", "/p/u/%31", "/p/./u/1", "/p/x/../u/1"] {
+            assert_eq!(
+                extract(Some(&HashKey::Path), &parts(path, &[]), ip).unwrap(),
+                b"/p/u/1",
+                "{path}"
+            );
+        }
     }
 }
