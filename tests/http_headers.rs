@@ -42,7 +42,7 @@ async fn templates_and_forwarded_headers_reach_the_backend() {
         .unwrap();
     assert_ne!(client_port, 0);
     assert!(
-        h("x-client").ends_with(" http shop.test:8443"),
+        h("x-client").ends_with(" http shop.test"),
         "{}",
         h("x-client")
     );

@@ -98,21 +98,32 @@ impl HeaderTemplate {
                 rest = tail;
                 continue;
             }
-            let Some((var_name, var)) = Variable::NAMES.iter().find(|(n, _)| after.starts_with(n))
-            else {
-                let name_len = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
+            // `$name` takes every name character that follows (`$hostname`
+            // is not `$host` then `name`); `${name}` ends at the brace.
+            let (var_name, used) = match after.strip_prefix('{') {
+                Some(inner) => match inner.find('}') {
+                    Some(end) => (&inner[..end], end + 2),
+                    // Unclosed: named as written, which no variable is.
+                    None => (after, after.len()),
+                },
+                None => {
+                    let len = after
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(after.len());
+                    (&after[..len], len)
+                }
+            };
+            let Some((_, var)) = Variable::NAMES.iter().find(|(n, _)| *n == var_name) else {
                 return Err(UnknownVariable {
                     header: name.to_string(),
-                    name: after[..name_len].to_owned(),
+                    name: var_name.to_owned(),
                 });
             };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
             parts.push(Part::Var(*var));
-            rest = &after[var_name.len()..];
+            rest = &after[used..];
         }
         literal.push_str(rest);
         let value = if parts.is_empty() {
@@ -155,9 +166,13 @@ impl HeaderTemplate {
                 // Writing to a String cannot fail.
                 Part::Var(Variable::Ip) => write!(out, "{}", vars.ip).expect("write to String"),
                 Part::Var(Variable::Port) => write!(out, "{}", vars.port).expect("write to String"),
-                Part::Var(Variable::Host) => {
-                    out.extend(vars.host.unwrap_or("").chars().filter(|c| !c.is_control()))
-                }
+                // As nginx's `$host`: the name, lower-cased, without port.
+                Part::Var(Variable::Host) => out.extend(
+                    super::router::bare_host(vars.host.unwrap_or(""))
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .map(|c| c.to_ascii_lowercase()),
+                ),
                 Part::Var(Variable::Scheme) => out.push_str(vars.scheme),
                 Part::Var(Variable::RequestId) => out.push_str(vars.request_id),
             }
@@ -198,6 +213,31 @@ mod tests {
         assert_eq!(t.render(&vars()), "sluice");
         let err = HeaderTemplate::compile(HeaderName::from_static("x"), "a $nope b").unwrap_err();
         assert_eq!(err.name, "nope");
+    }
+
+    #[test]
+    fn a_name_is_read_whole_or_between_braces() {
+        let compile = |v| HeaderTemplate::compile(HeaderName::from_static("x"), v);
+        for unknown in ["$hostname", "$ipv4", "$portal", "${nope}", "${host"] {
+            assert!(compile(unknown).is_err(), "{unknown}");
+        }
+        assert_eq!(compile("$hostname").unwrap_err().name, "hostname");
+        let t = compile("${host}name ${ip}x").unwrap();
+        assert_eq!(t.render(&vars()), "ex.comname 10.1.2.3x");
+    }
+
+    #[test]
+    fn host_is_the_lower_case_name_without_port() {
+        let t = HeaderTemplate::compile(HeaderName::from_static("x"), "$host").unwrap();
+        for (host, shown) in [
+            ("Foo.Example.COM:8080", "foo.example.com"),
+            ("[::1]:8080", "[::1]"),
+            ("ex.com.", "ex.com"),
+        ] {
+            let mut v = vars();
+            v.host = Some(host);
+            assert_eq!(t.render(&v), shown, "{host}");
+        }
     }
 
     #[test]

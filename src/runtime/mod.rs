@@ -192,9 +192,13 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
             })?;
             Ok(Upstream {
                 id: u.id.clone(),
-                // A validated host:port is always a valid header value.
-                host_header: HeaderValue::from_str(&address)
-                    .expect("validated address is a header value"),
+                // A validated host:port is always a valid header value;
+                // HTTP's own port is left out, as clients (and nginx) do.
+                host_header: HeaderValue::from_str(match u.address.port {
+                    80 => address.strip_suffix(":80").unwrap_or(&address),
+                    _ => &address,
+                })
+                .expect("validated address is a header value"),
                 slot,
                 connect_timeout: u.overrides.connect_timeout,
                 response_timeout: u.overrides.response_timeout,
@@ -341,4 +345,20 @@ fn compile_pool(config: &Config, upstreams: &[Upstream], pool: &PoolConfig) -> P
         })
         .collect();
     Pool::new(&members, pool.strategy, pool.hash_key.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_host_header_leaves_out_port_80() {
+        let yaml = "upstreams:\n  - { id: plain, address: 'app.example:80' }\n  - { id: other, address: 'app.example:8080' }\n  - { id: v6, address: '[::1]:80' }\n\
+                    listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    rules: [{ upstreams: [plain, other, v6] }]\n";
+        let config = crate::config::parse(yaml, std::path::Path::new("t.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let runtime = compile(&config).unwrap();
+        let hosts: Vec<&HeaderValue> = runtime.upstreams.iter().map(|u| &u.host_header).collect();
+        assert_eq!(hosts, ["app.example", "app.example:8080", "[::1]"]);
+    }
 }

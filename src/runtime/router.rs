@@ -324,8 +324,9 @@ impl Rule {
 }
 
 /// The request host without userinfo (an absolute-form URI's authority may
-/// carry one), port and trailing dot, as a slice.
-fn bare_host(host: &str) -> &str {
+/// carry one), port and trailing dot, as a slice: what routing compares
+/// and `$host` shows.
+pub fn bare_host(host: &str) -> &str {
     let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
     let host = if host.starts_with('[') {
         // `[v6]` or `[v6]:port`.
