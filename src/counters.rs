@@ -99,10 +99,14 @@ pub enum UpstreamCounter {
     /// Connections the upstream reset or closed before a response: with
     /// connect errors, what passive health detection counts.
     Resets,
+    /// Requests the upstream answered (a response head) and tunnels it
+    /// answered (a first byte back, or a clean end): what breaks a run of
+    /// passive failures.
+    Answered,
 }
 
 /// Number of [`UpstreamCounter`] kinds.
-const UPSTREAM_FIELDS: usize = 6;
+const UPSTREAM_FIELDS: usize = 7;
 
 /// Rows before the first worker row: health, retired.
 const FIXED_ROWS: usize = 2;

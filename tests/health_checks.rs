@@ -346,6 +346,7 @@ async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_betwe
         reset();
         tokio::time::sleep(between).await;
         row.add_upstream(0, UpstreamCounter::Requests, 2);
+        row.add_upstream(0, UpstreamCounter::Answered, 2);
         tokio::time::sleep(between).await;
     }
     assert!(region.is_up(0), "four resets, each followed by answers");
@@ -359,6 +360,33 @@ async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_betwe
         tokio::time::sleep(between).await;
     }
     wait_for(Duration::from_secs(2), "down after three in a row", || {
+        !region.is_up(0)
+    })
+    .await;
+    handle.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_that_time_out_one_by_one_count_toward_fall() {
+    let a = HealthBackend::start("a").await;
+    let (handle, region) = checker(&config(&[upstream(
+        "a",
+        a.addr,
+        "kind: http, path: /healthz, interval: 60s, timeout: 300ms, rise: 1, fall: 3",
+    )]));
+    assert!(handle.wait_first_round());
+    let row = region.worker_row(0);
+    let between = Duration::from_millis(150);
+    // Picked (counted in flight), then the connect times out: the drop in
+    // flight is not an answer.
+    for _ in 0..3 {
+        row.add_upstream(0, UpstreamCounter::Active, 1);
+        tokio::time::sleep(between).await;
+        row.add_upstream(0, UpstreamCounter::ConnectErrors, 1);
+        row.sub_upstream(0, UpstreamCounter::Active, 1);
+        tokio::time::sleep(between).await;
+    }
+    wait_for(Duration::from_secs(2), "down after three timeouts", || {
         !region.is_up(0)
     })
     .await;

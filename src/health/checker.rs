@@ -540,12 +540,9 @@ async fn passive_loop(shared: Rc<Shared>) {
             }
             let resets = now.resets.saturating_sub(seen.resets);
             let new = now.connect_errors.saturating_sub(seen.connect_errors) + resets;
-            // Requests sent, less those reset and those still in flight,
-            // were answered. Which came first within one poll is unknown:
-            // the answers are taken first, so failures after them count.
-            let sent = now.requests.wrapping_sub(seen.requests) as i64;
-            let in_flight = now.active.wrapping_sub(seen.active) as i64;
-            if sent - resets as i64 - in_flight > 0 {
+            // Which came first within one poll is unknown: the answers are
+            // taken first, so failures after them count.
+            if now.answered != seen.answered {
                 tracker.thresholds.record_passive_success();
             }
             if new == 0 {
@@ -570,9 +567,8 @@ async fn passive_loop(shared: Rc<Shared>) {
 struct Live {
     connect_errors: u64,
     resets: u64,
-    requests: u64,
-    /// Requests in flight or tunnels open (a gauge).
-    active: u64,
+    /// Requests and tunnels the upstream answered.
+    answered: u64,
 }
 
 impl Live {
@@ -580,8 +576,7 @@ impl Live {
         Live {
             connect_errors: region.upstream_total(slot, UpstreamCounter::ConnectErrors),
             resets: region.upstream_total(slot, UpstreamCounter::Resets),
-            requests: region.upstream_total(slot, UpstreamCounter::Requests),
-            active: region.upstream_total(slot, UpstreamCounter::Active),
+            answered: region.upstream_total(slot, UpstreamCounter::Answered),
         }
     }
 }

@@ -512,6 +512,9 @@ async fn send(
     };
     match answered {
         Ok(answer) => {
+            conn.worker
+                .row
+                .add_upstream(upstream.slot, UpstreamCounter::Answered, 1);
             let head = answer.head;
             let (response_body, upgraded) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
                 (ResponseBody::empty(), answer.body.into_link())

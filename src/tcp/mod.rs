@@ -150,7 +150,9 @@ async fn tunnel(
             row.add_upstream(upstream_slot, UpstreamCounter::SentBytes, n);
         }
         Direction::ToClient => {
-            answered.set(true);
+            if !answered.replace(true) {
+                row.add_upstream(upstream_slot, UpstreamCounter::Answered, 1);
+            }
             row.add_listener(listener_slot, ListenerCounter::SentBytes, n);
             row.add_upstream(upstream_slot, UpstreamCounter::ReceivedBytes, n);
         }
@@ -163,10 +165,13 @@ async fn tunnel(
         &on_bytes,
     )
     .await;
-    if let Err(error) = &copied
-        && reset_before_answering(error, answered.get())
-    {
-        row.add_upstream(upstream_slot, UpstreamCounter::Resets, 1);
+    match &copied {
+        Err(error) if reset_before_answering(error, answered.get()) => {
+            row.add_upstream(upstream_slot, UpstreamCounter::Resets, 1);
+        }
+        // Closed cleanly without a byte back: served, if silently.
+        Ok(_) if !answered.get() => row.add_upstream(upstream_slot, UpstreamCounter::Answered, 1),
+        _ => {}
     }
     copied?;
     Ok(())
