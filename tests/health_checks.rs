@@ -62,6 +62,12 @@ async fn redis_and_postgres_checks_judge_the_answer() {
             "redis-noauth",
             Fake::Reply(b"-NOAUTH Authentication required.\r\n"),
             "redis",
+            true,
+        ),
+        (
+            "redis-loading",
+            Fake::Reply(b"-LOADING Redis is loading the dataset in memory\r\n"),
+            "redis",
             false,
         ),
         (

@@ -210,18 +210,26 @@ fn parse_status_line(line: &str) -> Option<u16> {
     code.parse().ok().filter(|c| (100..=599).contains(c))
 }
 
-/// `PING` answered `+PONG`; an error reply (`-ERR`, `-NOAUTH`) fails.
+/// `PING` answered `+PONG`. A server that wants a password first
+/// (`-NOAUTH`, `-WRONGPASS`) is serving, as the postgres probe takes an
+/// authentication request: it passes. Other errors (`-LOADING`,
+/// `-MASTERDOWN`, `-BUSY`) fail.
 async fn redis(stream: &mut TcpStream) -> Result<(), ProbeError> {
     stream
         .write_all(b"PING\r\n")
         .await
         .map_err(ProbeError::Io)?;
     let line = read_line(stream, &mut Vec::with_capacity(128)).await?;
-    if line == "+PONG" {
+    if redis_serving(&line) {
         Ok(())
     } else {
         Err(ProbeError::Unexpected(line))
     }
+}
+
+/// Whether a Redis answer to `PING` shows a server taking commands.
+fn redis_serving(answer: &str) -> bool {
+    answer == "+PONG" || answer.starts_with("-NOAUTH ") || answer.starts_with("-WRONGPASS ")
 }
 
 /// A StartupMessage; passes when the server asks to authenticate (`R`),
