@@ -166,6 +166,50 @@ listeners:
 }
 
 #[test]
+fn upstreams_only_tcp_listeners_use_are_checked_by_connecting() {
+    let yaml = |defaults: &str, db_check: &str| {
+        format!(
+            "{defaults}upstreams:\n  - {{ id: db, address: 127.0.0.1:5432{db_check} }}\n  - {{ id: app, address: 127.0.0.1:3000 }}\n  - {{ id: both, address: 127.0.0.1:3001 }}\n\
+             listeners:\n  - {{ name: pg, listen: 6432, mode: tcp, upstreams: [db] }}\n  - {{ name: mix, listen: 6433, mode: tcp, upstreams: [both] }}\n\
+             \x20 - name: web\n    listen: 8080\n    rules: [{{ upstreams: [app, both] }}]\n"
+        )
+    };
+    let kind = |config: &config::Config, id: &str| {
+        config
+            .upstreams
+            .iter()
+            .find(|u| u.id == id)
+            .unwrap()
+            .health_check
+            .kind
+    };
+    let plain = parse(&yaml("", "")).expect("valid");
+    assert_eq!(
+        kind(&plain, "db"),
+        HealthCheckKind::Tcp,
+        "no GET /healthz to a database"
+    );
+    assert_eq!(kind(&plain, "app"), HealthCheckKind::Http);
+    assert_eq!(
+        kind(&plain, "both"),
+        HealthCheckKind::Http,
+        "an HTTP rule uses it"
+    );
+    let chosen = parse(&yaml("defaults: { health_check: { kind: http } }\n", "")).expect("valid");
+    assert_eq!(
+        kind(&chosen, "db"),
+        HealthCheckKind::Http,
+        "written in defaults"
+    );
+    let own = parse(&yaml("", ", health_check: { path: /up }")).expect("valid");
+    assert_eq!(
+        kind(&own, "db"),
+        HealthCheckKind::Http,
+        "an HTTP check's path"
+    );
+}
+
+#[test]
 fn a_quoted_worker_count_is_a_count() {
     let config = parse(&format!("workers: \"2\"\n{MINIMAL}")).expect("valid");
     assert_eq!(config.workers, Workers::Count(2.try_into().unwrap()));

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{
-    AdminConfig, Config, HealthCheckConfig, HealthCheckKind, Settings, StatusSet, UpstreamConfig,
-    UpstreamOverrides, Workers,
+    AdminConfig, Config, HealthCheckConfig, HealthCheckKind, ListenerConfig, ListenerMode,
+    RuleAction, Settings, StatusSet, UpstreamConfig, UpstreamOverrides, Workers,
 };
 use super::raw::{RawConfig, RawHealthCheck, RawSettings, RawUpstream, Scalar};
 use super::suggest::did_you_mean;
@@ -465,7 +465,7 @@ pub(super) fn validate(
         "defaults.health_check",
     );
 
-    let upstreams = upstreams(
+    let mut upstreams = upstreams(
         &mut ck,
         raw.upstreams.as_deref().unwrap_or_default(),
         settings,
@@ -495,6 +495,13 @@ pub(super) fn validate(
         Some(list) => validate_listeners::listeners(&mut ck, list, &ids, settings, admin.as_ref()),
     };
 
+    let kind_set_in_defaults = defaults
+        .and_then(|d| d.health_check.as_ref())
+        .is_some_and(|check| check.kind.is_some());
+    if !kind_set_in_defaults {
+        check_databases_by_connecting(raw, &mut upstreams, &listeners);
+    }
+
     Config {
         source: source.to_owned(),
         workers,
@@ -503,6 +510,54 @@ pub(super) fn validate(
         drain_timeout,
         upstreams,
         listeners,
+    }
+}
+
+/// Gives `kind: tcp` to the upstreams only tcp listeners use whose check
+/// kind is written nowhere: the built-in check (`GET /healthz`) means
+/// nothing to a database, which would read down from the start (and
+/// Redis logs each probe as an attack). An upstream that sets an HTTP
+/// check's `path`, `host` or `expect_status` keeps `http`.
+fn check_databases_by_connecting(
+    raw: &RawConfig,
+    upstreams: &mut [UpstreamConfig],
+    listeners: &[ListenerConfig],
+) {
+    let mut by_tcp = HashSet::new();
+    let mut by_http = HashSet::new();
+    for listener in listeners {
+        match &listener.mode {
+            ListenerMode::Tcp(tcp) => by_tcp.extend(tcp.pool.upstreams.iter()),
+            ListenerMode::Http(http) => {
+                for rule in &http.rules {
+                    if let RuleAction::Proxy { pool, .. } = &rule.action {
+                        by_http.extend(pool.upstreams.iter());
+                    }
+                }
+            }
+        }
+    }
+    let says_http: HashSet<String> = raw
+        .upstreams
+        .iter()
+        .flatten()
+        .filter(|u| {
+            u.health_check.as_ref().is_some_and(|check| {
+                check.kind.is_some()
+                    || check.path.is_some()
+                    || check.host.is_some()
+                    || check.expect_status.is_some()
+            })
+        })
+        .filter_map(|u| u.id.as_ref().map(Scalar::to_string))
+        .collect();
+    for upstream in upstreams {
+        if by_tcp.contains(&upstream.id)
+            && !by_http.contains(&upstream.id)
+            && !says_http.contains(&upstream.id)
+        {
+            upstream.health_check.kind = HealthCheckKind::Tcp;
+        }
     }
 }
 
