@@ -77,21 +77,20 @@ impl ConsistentHash {
             return None;
         }
         let hash = xxh3_64_with_seed(key, KEY_SEED);
-        let mut slot = rng::scale(hash, size as u64) as usize;
+        // The key's first slot, then slots drawn from the key's hash: a
+        // member that is down has its keys spread over the others as the
+        // table shares them (by weight), where the next slot along would
+        // hand them to whichever member follows most often. The same key
+        // probes the same slots, so it stays where it went.
+        let mut bits = hash;
         for _ in 0..WALK_LIMIT.min(size) {
-            let index = self.table[slot] as usize;
+            let index = self.table[rng::scale(bits, size as u64) as usize] as usize;
             if filter.admit(index).is_some() {
                 return Some(index);
             }
-            slot += 1;
-            if slot == size {
-                slot = 0;
-            }
+            bits = rng::mix(bits);
         }
-        health::first_admitted_from(
-            filter,
-            rng::scale(rng::mix(hash), filter.len() as u64) as usize,
-        )
+        health::weighted_admitted(filter, rng::mix(bits))
     }
 }
 

@@ -15,6 +15,7 @@
 //! The normal pass costs what the strategy costs; the O(n) "is anything
 //! healthy" scan runs only when the normal pass found nothing.
 
+use crate::rng;
 use crate::{Candidate, Candidates, Pick, PickContext, Tried};
 
 /// Which candidates a strategy may choose from in the current pass.
@@ -98,6 +99,28 @@ pub fn pick(
         "strategy chose a tried candidate"
     );
     Some(Pick { index, panic: true })
+}
+
+/// An admitted index drawn in proportion to weight, `bits` deciding which
+/// (random bits, or a key's hash for a choice stable per key): the O(n)
+/// fallback of strategies whose fast path found nothing, so the admitted
+/// candidates share as their weights say (a first-admitted scan would send
+/// everything to whichever comes first).
+pub fn weighted_admitted(filter: &Filter<'_>, bits: u64) -> Option<usize> {
+    let weight = |index: usize| filter.admit(index).map(|c| u64::from(c.weight.max(1)));
+    let total: u64 = (0..filter.len()).filter_map(weight).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut target = rng::scale(bits, total);
+    (0..filter.len()).find(|&index| match weight(index) {
+        Some(w) if target < w => true,
+        Some(w) => {
+            target -= w;
+            false
+        }
+        None => false,
+    })
 }
 
 /// First admitted index at or after `start`, wrapping around: the O(n)

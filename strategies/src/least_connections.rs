@@ -1,5 +1,5 @@
 //! `least-connections`: the candidate with the fewest active connections per
-//! unit of weight, ties broken at random.
+//! unit of weight, ties broken at random in proportion to weight.
 //!
 //! Load is `active / weight`, compared exactly by cross-multiplying
 //! (`a.active × b.weight` against `b.active × a.weight`), using the live
@@ -62,13 +62,16 @@ fn compare_load(a: &Candidate, b: &Candidate) -> Ordering {
 }
 
 /// Exact minimum over all admitted candidates; among equal loads each is
-/// chosen with equal probability (reservoir sampling on a local wyrand
-/// stream, so ties cost a multiply, not a thread-local access).
+/// chosen in proportion to its weight, as nginx breaks ties by weight (so
+/// weights count also while every upstream is idle), by weighted
+/// reservoir sampling on a local wyrand stream: ties cost a multiply, not
+/// a thread-local access.
 pub(crate) fn scan(filter: &Filter<'_>) -> Option<usize> {
     let mut stream = rng::next_u64();
     let mut best: Option<usize> = None;
     let (mut best_active, mut best_weight) = (0u128, 1u128);
-    let mut ties = 0u64;
+    // Weight of the candidates tied at the best load so far.
+    let mut tied = 0u64;
     for index in 0..filter.len() {
         let Some(candidate) = filter.admit(index) else {
             continue;
@@ -81,14 +84,15 @@ pub(crate) fn scan(filter: &Filter<'_>) -> Option<usize> {
             None => Ordering::Less,
             Some(_) => (active * best_weight).cmp(&(best_active * weight)),
         };
+        let own = u64::from(candidate.weight.max(1));
         match order {
             Ordering::Less => {
-                (best, best_active, best_weight, ties) = (Some(index), active, weight, 1);
+                (best, best_active, best_weight, tied) = (Some(index), active, weight, own);
             }
             Ordering::Equal => {
-                ties += 1;
+                tied += own;
                 stream = stream.wrapping_add(0xa076_1d64_78bd_642f);
-                if rng::scale(rng::mix(stream), ties) == 0 {
+                if rng::scale(rng::mix(stream), tied) < own {
                     best = Some(index);
                 }
             }
@@ -113,10 +117,12 @@ fn two_choices(filter: &Filter<'_>) -> Option<usize> {
         let (first, second) = (first as usize, second as usize);
         match (filter.admit(first), filter.admit(second)) {
             (Some(a), Some(b)) => {
+                let (wa, wb) = (u64::from(a.weight.max(1)), u64::from(b.weight.max(1)));
                 return Some(match compare_load(&a, &b) {
                     Ordering::Less => first,
                     Ordering::Greater => second,
-                    Ordering::Equal if rng::mix(bits) & 1 == 0 => first,
+                    // A tie goes by weight.
+                    Ordering::Equal if rng::scale(rng::mix(bits), wa + wb) < wa => first,
                     Ordering::Equal => second,
                 });
             }

@@ -17,9 +17,7 @@ pub const REDRAWS: usize = 8;
 /// Weighted random choice through an alias table.
 #[derive(Debug)]
 pub struct Random {
-    /// Build-time weights, for the O(n) fallback pass.
-    weights: Box<[u32]>,
-    /// Sum of `weights`: each column's capacity in the alias table.
+    /// Sum of the weights: each column's capacity in the alias table.
     total: u64,
     /// Per column: draws below this stay in the column (out of `total`).
     keep: Box<[u64]>,
@@ -56,7 +54,6 @@ impl Random {
             }
         }
         Random {
-            weights,
             total,
             keep: keep.into(),
             alias: alias.into(),
@@ -89,24 +86,7 @@ impl Random {
                 return Some(index);
             }
         }
-        let admitted = |i: &usize| filter.admit(*i).is_some();
-        let total: u64 = (0..self.weights.len())
-            .filter(admitted)
-            .map(|i| u64::from(self.weights[i]))
-            .sum();
-        if total == 0 {
-            return None;
-        }
-        let mut target = rng::below(total);
-        (0..self.weights.len()).filter(admitted).find(|&i| {
-            let w = u64::from(self.weights[i]);
-            if target < w {
-                true
-            } else {
-                target -= w;
-                false
-            }
-        })
+        health::weighted_admitted(filter, rng::next_u64())
     }
 }
 

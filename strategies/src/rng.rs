@@ -22,12 +22,6 @@ pub(crate) fn next_u64() -> u64 {
     })
 }
 
-/// A uniform integer in `0..n` (`n > 0`), by Lemire's multiply-high.
-#[inline]
-pub(crate) fn below(n: u64) -> u64 {
-    scale(next_u64(), n)
-}
-
 /// Maps 64 random bits onto `0..n` without a division.
 #[inline]
 pub(crate) fn scale(bits: u64, n: u64) -> u64 {
@@ -46,10 +40,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn below_stays_in_range_and_covers_it() {
+    fn scale_stays_in_range_and_covers_it() {
         let mut seen = [false; 7];
         for _ in 0..1000 {
-            let v = below(7) as usize;
+            let v = scale(next_u64(), 7) as usize;
             seen[v] = true;
         }
         assert!(seen.iter().all(|&s| s));

@@ -22,6 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::health::{self, Filter};
+use crate::rng;
 use crate::{Candidates, Pick, PickContext, Strategy, UpstreamSpec};
 
 /// Longest schedule kept per pool: 65 536 entries (256 KiB).
@@ -73,7 +74,10 @@ impl RoundRobin {
                 position = 0;
             }
         }
-        let found = health::first_admitted_from(filter, self.schedule[start % len] as usize);
+        // A long run of unavailable entries: a weighted draw among the
+        // admitted, not the first one after the run, which would take
+        // every pick that lands in it.
+        let found = health::weighted_admitted(filter, rng::next_u64());
         if found.is_none() {
             // Nothing admitted: give the step back, so the panic pass that
             // follows continues the rotation instead of skipping a slot.

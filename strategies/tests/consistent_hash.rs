@@ -204,3 +204,37 @@ proptest! {
         }
     }
 }
+
+/// Shares of the healthy members when `down` are down.
+fn shares_while_down(weights: &[u32], down: &[usize]) -> Vec<f64> {
+    let pool = Pool::new(weights);
+    let mut candidates = pool.candidates();
+    for &index in down {
+        candidates[index].healthy = false;
+    }
+    let keys = KEYS / 10;
+    let mapping = pool.mapping(&candidates, keys);
+    pool.ids
+        .iter()
+        .map(|id| mapping.iter().filter(|m| *m == id).count() as f64 / f64::from(keys))
+        .collect()
+}
+
+#[test]
+fn a_down_members_keys_spread_over_the_others_by_weight() {
+    // Its keys do not all go to whichever member follows it in the table.
+    for (weights, down, expected) in [
+        (&[1, 1, 1][..], 0, [0.0, 0.5, 0.5]),
+        (&[1, 1, 1], 1, [0.5, 0.0, 0.5]),
+        (&[1000, 1, 1], 0, [0.0, 0.5, 0.5]),
+        (&[1000, 3, 1], 0, [0.0, 0.75, 0.25]),
+    ] {
+        let shares = shares_while_down(weights, &[down]);
+        for (share, want) in shares.iter().zip(expected) {
+            assert!(
+                (share - want).abs() <= 0.04,
+                "{weights:?} with {down} down: {shares:?}, expected {expected:?}"
+            );
+        }
+    }
+}

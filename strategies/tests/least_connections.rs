@@ -1,5 +1,5 @@
 //! `least-connections`: always a minimum of active/weight among the
-//! pickable candidates, ties spread at random.
+//! pickable candidates, ties spread at random by weight.
 
 use proptest::prelude::*;
 use strategies::least_connections::SCAN_MAX;
@@ -75,4 +75,39 @@ fn two_choices_on_large_pools_prefers_the_less_loaded() {
         })
         .count();
     assert!(idle > 7_000, "{idle}");
+}
+
+#[test]
+fn idle_upstreams_share_by_weight() {
+    // Light traffic: nothing in flight, so every pick is a tie. (Pools
+    // scanned exactly; larger ones draw two at random, which weights only
+    // the tie between the two.)
+    for count in [2usize, 10, SCAN_MAX] {
+        let weights: Vec<u32> = (0..count).map(|i| if i == 0 { 2 } else { 1 }).collect();
+        let candidates: Vec<Candidate> = weights
+            .iter()
+            .map(|&weight| Candidate {
+                healthy: true,
+                active: 0,
+                weight,
+            })
+            .collect();
+        let strategy = LeastConnections::new(&[]);
+        let picks = 60_000;
+        let heavy = (0..picks)
+            .filter(|_| {
+                strategy
+                    .select(&candidates, &PickContext::default())
+                    .unwrap()
+                    .index
+                    == 0
+            })
+            .count();
+        let share = heavy as f64 / picks as f64;
+        let expected = 2.0 / (count as f64 + 1.0);
+        assert!(
+            (share / expected - 1.0).abs() < 0.1,
+            "{count} upstreams: weight 2 got {share}, expected {expected}"
+        );
+    }
 }

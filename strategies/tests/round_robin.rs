@@ -128,3 +128,27 @@ fn panic_mode_keeps_rotating() {
     assert_eq!(got.iter().filter(|&&p| p == 0).count(), 10, "{got:?}");
     assert_eq!(got.iter().filter(|&&p| p == 1).count(), 10, "{got:?}");
 }
+
+#[test]
+fn survivors_after_a_long_run_of_down_upstreams_share_evenly() {
+    // A zone outage with the pool written zone by zone: the first 70 of
+    // 100 are down, a run longer than the walk before the fallback.
+    let ids: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let weights = [1u32; 100];
+    let strategy = RoundRobin::new(&specs(&ids, &weights));
+    let mut candidates = healthy(&weights);
+    for down in &mut candidates[..70] {
+        down.healthy = false;
+    }
+    let mut counts = [0usize; 100];
+    for index in picks(&strategy, &candidates, 30_000) {
+        counts[index] += 1;
+    }
+    let survivors = &counts[70..];
+    let (low, high) = (
+        *survivors.iter().min().unwrap(),
+        *survivors.iter().max().unwrap(),
+    );
+    // 1,000 picks each on average.
+    assert!(high < 2 * low, "shares from {low} to {high}: {survivors:?}");
+}
