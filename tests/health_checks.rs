@@ -398,3 +398,46 @@ async fn connects_that_time_out_one_by_one_count_toward_fall() {
     .await;
     handle.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_send_the_proxy_header_the_upstreams_listeners_send() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A Redis-like server behind a balancer that sends PROXY v2: it wants
+    // the header first, and closes a connection that starts otherwise.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = [0u8; 16];
+                if stream.read_exact(&mut head).await.is_err()
+                    || head[..12] != sluice::tcp::proxy_protocol::V2_SIGNATURE
+                {
+                    return;
+                }
+                let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[14], head[15]]))];
+                let mut ping = [0u8; 6];
+                if stream.read_exact(&mut rest).await.is_ok()
+                    && stream.read_exact(&mut ping).await.is_ok()
+                    && &ping == b"PING\r\n"
+                {
+                    let _ = stream.write_all(b"+PONG\r\n").await;
+                }
+            });
+        }
+    });
+    let yaml = format!(
+        "upstreams:\n{}listeners:\n  - name: t\n    listen: 127.0.0.1:0\n    mode: tcp\n    proxy_protocol: v2\n    upstreams: [cache]\n",
+        upstream(
+            "cache",
+            addr,
+            "kind: redis, interval: 100ms, timeout: 500ms, rise: 1, fall: 1"
+        )
+    );
+    let config = sluice::config::parse(&yaml, std::path::Path::new("t.yaml")).unwrap();
+    let (handle, region) = checker(&config);
+    assert!(handle.wait_first_round());
+    assert!(region.is_up(0), "{:?}", results(&region, 0));
+    handle.stop();
+}

@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use super::HealthError;
 use super::probe::{Probe, ProbeError};
 use super::state::{State, Thresholds, Transition};
-use crate::config::{Config, HealthCheckKind, UpstreamConfig};
+use crate::config::{
+    Config, HealthCheckKind, ListenerMode, ProxyProtocolVersion, RuleAction, UpstreamConfig,
+};
 use crate::counters::{CheckResult, Region, UpstreamCounter};
 
 /// How often the passive detector reads the live connect-error totals.
@@ -56,6 +58,7 @@ impl Target {
             && a.path == b.path
             && a.host == b.host
             && a.expect_status == b.expect_status
+            && self.probe.proxy_protocol == other.probe.proxy_protocol
     }
 }
 
@@ -78,9 +81,33 @@ pub fn targets_with(
             probe: Probe {
                 address: upstream.address.clone(),
                 check: upstream.health_check.clone(),
+                proxy_protocol: proxy_protocol_to(config, &upstream.id),
             },
         })
         .collect()
+}
+
+/// The PROXY protocol version an upstream's traffic starts with: that of
+/// the tcp listeners using it, when they all send the same one and no
+/// HTTP rule uses it (else its probes send none).
+fn proxy_protocol_to(config: &Config, id: &str) -> Option<ProxyProtocolVersion> {
+    let mut versions = config.listeners.iter().filter_map(|listener| match &listener.mode {
+        ListenerMode::Tcp(tcp) => tcp
+            .pool
+            .upstreams
+            .iter()
+            .any(|u| u == id)
+            .then_some(tcp.proxy_protocol),
+        ListenerMode::Http(http) => http
+            .rules
+            .iter()
+            .any(|rule| {
+                matches!(&rule.action, RuleAction::Proxy { pool, .. } if pool.upstreams.iter().any(|u| u == id))
+            })
+            .then_some(None),
+    });
+    let first = versions.next()??;
+    versions.all(|v| v == Some(first)).then_some(first)
 }
 
 /// The targets of `config` with today's slot policy: slot = index in

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::{HealthCheckConfig, HealthCheckKind, StatusSet, UpstreamAddress};
+use crate::config::{
+    HealthCheckConfig, HealthCheckKind, ProxyProtocolVersion, StatusSet, UpstreamAddress,
+};
 use crate::http::upstream::connect_tcp;
 
 /// Longest first line (HTTP status line, Redis reply) a probe reads before
@@ -98,6 +100,10 @@ pub struct Probe {
     pub address: UpstreamAddress,
     /// What to check and how long it may take.
     pub check: HealthCheckConfig,
+    /// The PROXY protocol header the upstream's listeners send it, which
+    /// a probe sends too (as a local connection), since a backend that
+    /// requires one refuses a connection without it.
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 impl Probe {
@@ -120,6 +126,12 @@ impl Probe {
         let mut stream = connect_tcp(&self.address)
             .await
             .map_err(ProbeError::Connect)?;
+        if let Some(version) = self.proxy_protocol {
+            stream
+                .write_all(&crate::tcp::proxy_protocol::encode_local(version))
+                .await
+                .map_err(ProbeError::Io)?;
+        }
         match self.check.kind {
             HealthCheckKind::None | HealthCheckKind::Tcp => Ok(()),
             HealthCheckKind::Http => {

@@ -258,6 +258,22 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// A header for a connection of sluice's own (a health probe), carrying
+/// no client address: v1 `PROXY UNKNOWN`, v2 command `LOCAL`. A backend
+/// that requires the header takes it and uses the socket's addresses.
+pub fn encode_local(version: crate::config::ProxyProtocolVersion) -> Vec<u8> {
+    match version {
+        crate::config::ProxyProtocolVersion::V1 => b"PROXY UNKNOWN\r\n".to_vec(),
+        crate::config::ProxyProtocolVersion::V2 => {
+            let mut out = V2_SIGNATURE.to_vec();
+            // Version 2, command LOCAL; family and transport unspecified;
+            // no address block.
+            out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "proxy_protocol_tests.rs"]
 mod tests;

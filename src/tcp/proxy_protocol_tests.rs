@@ -187,3 +187,18 @@ fn random_bytes_never_panic_and_never_overrun() {
         }
     }
 }
+
+#[test]
+fn local_headers_parse_as_local_in_both_versions() {
+    for version in [
+        crate::config::ProxyProtocolVersion::V1,
+        crate::config::ProxyProtocolVersion::V2,
+    ] {
+        let header = encode_local(version);
+        assert_eq!(
+            parse(&header).unwrap(),
+            Some((ProxyHeader::Local, header.len())),
+            "{version:?}"
+        );
+    }
+}
