@@ -319,3 +319,40 @@ async fn a_reload_signal_during_a_reload_is_applied_after_it() {
     });
     assert!(applied, "the second reload was lost:\n{}", sluice.status());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_takes_the_listeners_new_settings() {
+    let backend = Backend::start("app").await;
+    let config = |header_timeout: &str| {
+        format!(
+            "workers: 1\n{}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    header_timeout: {header_timeout}\n    rules: [{{ upstreams: [app] }}]\n",
+            upstreams_yaml(&[&backend])
+        )
+    };
+    let sluice = Supervisor::run(&config("30s"));
+    let mut stream = tokio::net::TcpStream::connect(sluice.addr("web"))
+        .await
+        .unwrap();
+    let answer = common::exchange(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Idle long enough to be parked, then the reload shortens the head's
+    // deadline.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    sluice.rewrite(&config("300ms"));
+    let reload = sluice.cli(&["reload", "-p", &sluice.pid().to_string()]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    stream.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "still waiting on the old 30 s deadline");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}

@@ -84,11 +84,21 @@ impl ListenerConnections {
         tokio::task::spawn_local(serve_connection(stream, conn, settings, Rc::clone(self)));
     }
 
-    /// Serves a parked connection again.
+    /// Serves a parked connection again, with its listener's settings as
+    /// they are now (a reload while it was parked may have changed its
+    /// timeouts or head size).
     fn resume(self: &Rc<Self>, stream: TcpStream, parked: ParkedConnection) {
+        let settings = self
+            .worker
+            .runtime
+            .load()
+            .listeners
+            .iter()
+            .find(|listener| *listener.name == *self.name)
+            .map_or(parked.settings, ClientSettings::of);
         let phase = PhaseCell::idle_since(parked.idle_since);
         let conn = self.context(parked.client, parked.admitted, phase);
-        let serving = serve_connection(stream, conn, parked.settings, Rc::clone(self));
+        let serving = serve_connection(stream, conn, settings, Rc::clone(self));
         tokio::task::spawn_local(serving);
     }
 
