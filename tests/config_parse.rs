@@ -195,12 +195,18 @@ fn upstreams_only_tcp_listeners_use_are_checked_by_connecting() {
         HealthCheckKind::Http,
         "an HTTP rule uses it"
     );
-    let chosen = parse(&yaml("defaults: { health_check: { kind: http } }\n", "")).expect("valid");
-    assert_eq!(
-        kind(&chosen, "db"),
-        HealthCheckKind::Http,
-        "written in defaults"
-    );
+    for defaults in [
+        "{ kind: http }",
+        "{ path: /ready }",
+        "{ expect_status: 200 }",
+    ] {
+        let chosen = parse(&yaml(
+            &format!("defaults: {{ health_check: {defaults} }}\n"),
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(kind(&chosen, "db"), HealthCheckKind::Http, "{defaults}");
+    }
     let own = parse(&yaml("", ", health_check: { path: /up }")).expect("valid");
     assert_eq!(
         kind(&own, "db"),

@@ -131,6 +131,18 @@ pub struct UpstreamAddress {
     pub port: u16,
 }
 
+impl UpstreamAddress {
+    /// The address as a `Host` header value: `host:port`, without the
+    /// port when it is HTTP's own 80 (as clients, and nginx, send it).
+    pub fn host_header(&self) -> String {
+        match (self.port, self.host.contains(':')) {
+            (80, true) => format!("[{}]", self.host),
+            (80, false) => self.host.clone(),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for UpstreamAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {

@@ -495,10 +495,10 @@ pub(super) fn validate(
         Some(list) => validate_listeners::listeners(&mut ck, list, &ids, settings, admin.as_ref()),
     };
 
-    let kind_set_in_defaults = defaults
+    let http_in_defaults = defaults
         .and_then(|d| d.health_check.as_ref())
-        .is_some_and(|check| check.kind.is_some());
-    if !kind_set_in_defaults {
+        .is_some_and(says_http);
+    if !http_in_defaults {
         check_databases_by_connecting(raw, &mut upstreams, &listeners);
     }
 
@@ -513,11 +513,21 @@ pub(super) fn validate(
     }
 }
 
+/// Whether a `health_check` block chooses its check: a `kind`, or a field
+/// only an HTTP check has.
+fn says_http(check: &RawHealthCheck) -> bool {
+    check.kind.is_some()
+        || check.path.is_some()
+        || check.host.is_some()
+        || check.expect_status.is_some()
+}
+
 /// Gives `kind: tcp` to the upstreams only tcp listeners use whose check
 /// kind is written nowhere: the built-in check (`GET /healthz`) means
 /// nothing to a database, which would read down from the start (and
-/// Redis logs each probe as an attack). An upstream that sets an HTTP
-/// check's `path`, `host` or `expect_status` keeps `http`.
+/// Redis logs each probe as an attack). A `defaults` or upstream check
+/// that sets `kind` or an HTTP check's `path`, `host` or `expect_status`
+/// keeps what it says.
 fn check_databases_by_connecting(
     raw: &RawConfig,
     upstreams: &mut [UpstreamConfig],
@@ -541,14 +551,7 @@ fn check_databases_by_connecting(
         .upstreams
         .iter()
         .flatten()
-        .filter(|u| {
-            u.health_check.as_ref().is_some_and(|check| {
-                check.kind.is_some()
-                    || check.path.is_some()
-                    || check.host.is_some()
-                    || check.expect_status.is_some()
-            })
-        })
+        .filter(|u| u.health_check.as_ref().is_some_and(says_http))
         .filter_map(|u| u.id.as_ref().map(Scalar::to_string))
         .collect();
     for upstream in upstreams {

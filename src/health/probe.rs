@@ -139,7 +139,7 @@ impl Probe {
                     .check
                     .host
                     .clone()
-                    .unwrap_or_else(|| self.address.to_string());
+                    .unwrap_or_else(|| self.address.host_header());
                 http(
                     &mut stream,
                     &self.check.path,

@@ -83,9 +83,22 @@ async fn keep_ranges_that_apply(root: &Path, parts: &mut http::request::Parts) {
     let Some(range) = parts.headers.get(RANGE) else {
         return;
     };
-    if !range.as_bytes().starts_with(b"bytes=") {
-        parts.headers.remove(RANGE);
-        return;
+    // Range units are case-insensitive (RFC 9110 section 14.1); tower-http
+    // reads only `bytes=`.
+    match range.as_bytes().split_at_checked(6) {
+        Some((b"bytes=", _)) => {}
+        Some((unit, ranges)) if unit.eq_ignore_ascii_case(b"bytes=") => {
+            let mut lower = b"bytes=".to_vec();
+            lower.extend_from_slice(ranges);
+            match http::HeaderValue::from_bytes(&lower) {
+                Ok(value) => parts.headers.insert(RANGE, value),
+                Err(_) => parts.headers.remove(RANGE),
+            };
+        }
+        _ => {
+            parts.headers.remove(RANGE);
+            return;
+        }
     }
     let Some(if_range) = parts.headers.remove(IF_RANGE) else {
         return;

@@ -192,13 +192,9 @@ pub fn compile_with(config: &Config, slots: &Slots) -> Result<Runtime, CompileEr
             })?;
             Ok(Upstream {
                 id: u.id.clone(),
-                // A validated host:port is always a valid header value;
-                // HTTP's own port is left out, as clients (and nginx) do.
-                host_header: HeaderValue::from_str(match u.address.port {
-                    80 => address.strip_suffix(":80").unwrap_or(&address),
-                    _ => &address,
-                })
-                .expect("validated address is a header value"),
+                // A validated host:port is always a valid header value.
+                host_header: HeaderValue::from_str(&u.address.host_header())
+                    .expect("validated address is a header value"),
                 slot,
                 connect_timeout: u.overrides.connect_timeout,
                 response_timeout: u.overrides.response_timeout,
