@@ -330,17 +330,28 @@ async fn an_upstream_whose_slot_moves_in_a_reload_carries_its_state() {
     handle.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_between() {
-    let a = HealthBackend::start("a").await;
-    // Active checks pass and run rarely: only live traffic can change the
-    // state here.
+/// A checker of `backend` (slot 0, `fall: 3`) whose active checks pass
+/// and run rarely: only live traffic, written into the region's worker
+/// row by the test, can change the state.
+fn live_traffic_only(
+    backend: &HealthBackend,
+) -> (
+    sluice::health::HealthHandle,
+    std::sync::Arc<sluice::counters::Region>,
+) {
     let (handle, region) = checker(&config(&[upstream(
         "a",
-        a.addr,
+        backend.addr,
         "kind: http, path: /healthz, interval: 60s, timeout: 300ms, rise: 1, fall: 3",
     )]));
     assert!(handle.wait_first_round());
+    (handle, region)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_between() {
+    let a = HealthBackend::start("a").await;
+    let (handle, region) = live_traffic_only(&a);
     let row = region.worker_row(0);
     let reset = || {
         row.add_upstream(0, UpstreamCounter::Requests, 1);
@@ -375,12 +386,7 @@ async fn live_failures_count_toward_fall_only_when_nothing_was_answered_in_betwe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_that_time_out_one_by_one_count_toward_fall() {
     let a = HealthBackend::start("a").await;
-    let (handle, region) = checker(&config(&[upstream(
-        "a",
-        a.addr,
-        "kind: http, path: /healthz, interval: 60s, timeout: 300ms, rise: 1, fall: 3",
-    )]));
-    assert!(handle.wait_first_round());
+    let (handle, region) = live_traffic_only(&a);
     let row = region.worker_row(0);
     let between = Duration::from_millis(150);
     // Picked (counted in flight), then the connect times out: the drop in
