@@ -462,7 +462,18 @@ listeners:
         command.args(["reload", "-p", &sluice.pid().to_string()]);
         tokio::task::spawn_blocking(move || command.output().unwrap())
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The reload is under way once the new address's first check arrives
+    // (its slot was set up before that check was started).
+    for _ in 0..250 {
+        if !new.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !new.seen().is_empty(),
+        "the reload never checked the new address"
+    );
     let during = scrape(admin).await;
     assert_eq!(
         counted(&during),

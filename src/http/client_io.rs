@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use super::deadline::LazyTimer;
 use super::head_scan::FramingScan;
 use crate::counters::{ListenerCounter, Row};
+use crate::runtime::Metered;
 
 /// Where a client connection is in its request cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,8 +213,8 @@ pub struct ClientIo {
     deadlines: Deadlines,
     row: Row,
     listener: usize,
-    /// The listener's "no rule" (route, pair), where its 408s are counted.
-    own: Option<(usize, usize)>,
+    /// The listener's "no rule" route and pair, where its 408s are counted.
+    own: Option<Metered>,
     read_timer: LazyTimer,
     write_timer: LazyTimer,
     framing: FramingScan,
@@ -230,7 +231,7 @@ impl ClientIo {
         phase: SharedPhase,
         deadlines: Deadlines,
         row: Row,
-        (listener, own): (usize, Option<(usize, usize)>),
+        (listener, own): (usize, Option<Metered>),
     ) -> ClientIo {
         ClientIo {
             stream: ManuallyDrop::new(stream),
@@ -324,8 +325,12 @@ impl ClientIo {
                         // Best effort: a 408 fits in any socket buffer; if the
                         // client stopped reading, the close says enough.
                         let _ = self.stream.try_write(TIMEOUT_408);
-                        self.row
-                            .count_own_answer(self.listener, self.own, 408, since.elapsed());
+                        self.row.count_own_answer(
+                            self.listener,
+                            self.own.map(Metered::slots),
+                            408,
+                            since.elapsed(),
+                        );
                         Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "request head timeout",

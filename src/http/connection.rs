@@ -19,7 +19,7 @@ use super::parking::{self, ParkingLot};
 use super::proxy::{self, ConnContext};
 use super::{Admitted, Worker, forwarding};
 use crate::counters::ListenerCounter;
-use crate::runtime::{Listener, ListenerKind};
+use crate::runtime::{Listener, ListenerKind, Metered};
 use crate::stop::ListenerStop;
 
 /// What the connections of one listener in one worker share: their
@@ -94,7 +94,7 @@ impl ListenerConnections {
             .load()
             .listeners
             .iter()
-            .find(|listener| *listener.name == *self.name)
+            .find(|listener| listener.slot == parked.settings.slot)
             .map_or(parked.settings, ClientSettings::of);
         let phase = PhaseCell::idle_since(parked.idle_since);
         let conn = self.context(parked.client, parked.admitted, phase);
@@ -129,9 +129,9 @@ impl ListenerConnections {
 struct ClientSettings {
     deadlines: Deadlines,
     slot: usize,
-    /// The listener's "no rule" (route, pair): where answers to requests
+    /// The listener's "no rule" route and pair: where answers to requests
     /// that never reached a rule are counted.
-    own: Option<(usize, usize)>,
+    own: Option<Metered>,
     max_header_size: usize,
     /// Longest wait for a byte while lingering.
     linger_quiet: Duration,
@@ -148,7 +148,7 @@ impl ClientSettings {
             },
             slot: listener.slot,
             own: match &listener.kind {
-                ListenerKind::Http(routes) => Some((routes.no_rule.route, routes.no_rule.pair)),
+                ListenerKind::Http(routes) => Some(routes.no_rule),
                 ListenerKind::Tcp(_) => None,
             },
             max_header_size: settings.max_header_size,
@@ -285,7 +285,7 @@ async fn serve_until_idle(
         if let Some(status) = hyper_answer(&error) {
             conn.worker.row.count_own_answer(
                 client.slot,
-                client.own,
+                client.own.map(Metered::slots),
                 status,
                 head_age(&conn.phase),
             );

@@ -103,6 +103,13 @@ pub struct Metered {
     pub pair: usize,
 }
 
+impl Metered {
+    /// (route, pair), as the counter row takes them.
+    pub fn slots(self) -> (usize, usize) {
+        (self.route, self.pair)
+    }
+}
+
 /// A compiled routing rule.
 #[derive(Debug)]
 pub struct Rule {

@@ -274,7 +274,11 @@ pub const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
 /// pending, which go on. So an address that silently drops connection
 /// attempts delays a connect by 250 ms instead of using up its timeout.
 async fn connect_any(addresses: &[SocketAddr]) -> io::Result<TcpStream> {
-    connect_staggered(addresses, NEXT_ADDRESS_DELAY).await
+    match addresses {
+        // The common case: nothing to race, nothing to box.
+        [only] => TcpStream::connect(*only).await,
+        _ => connect_staggered(addresses, NEXT_ADDRESS_DELAY).await,
+    }
 }
 
 /// [`connect_any`] with `delay` between starts.
